@@ -1,0 +1,41 @@
+# Conectado: `make demo` runs the platform, `make test` runs every check.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+VENV := .venv
+UV := .tools/bin/uv
+
+.PHONY: demo test setup system-demo system-test lint check clean-db
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python python3.11
+	touch $@
+
+system-demo:
+	scripts/system-packages.sh demo
+
+system-test:
+	scripts/system-packages.sh test
+
+setup: system-demo $(VENV)/.synced
+
+demo: setup
+	$(VENV)/bin/conectado demo
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
+
+test: system-test $(VENV)/.synced lint
+	$(VENV)/bin/pytest
+
+clean-db:
+	-$(VENV)/bin/conectado db stop
+	rm -rf var/pg var/pg-test

@@ -1,0 +1,1 @@
+"""The ``conectado`` command line: wiring only, domain work lives in the packages below."""

@@ -1,0 +1,1 @@
+"""Shared foundation: settings, errors and database primitives. Imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""Database runtime: the embedded PostgreSQL cluster, connection resolution and migrations."""
