@@ -1,0 +1,1 @@
+"""Geography: INEGI boundaries and localities, and coverage analysis."""
