@@ -1,0 +1,325 @@
+"""HTTP probe throughput on one core, each figure printed next to its baselines (same run).
+
+Server: Debian's nginx (a real, widely deployed C server, not our code), one worker pinned to
+the other core, listening on 0.0.0.0 with keep-alive off; each probe goes to its own
+127.x.y.z address with a new TCP connection, as in the field. Without nginx the lab HTTP
+agent (2 workers) is used instead and the output says so.
+
+Measured, pinned to core 0 (os.sched_setaffinity):
+- ceiling: a minimal raw-socket epoll loop (connect, send, read to EOF; no parsing, no
+  outcomes) — what Python on this core can do at all;
+- ours: probes.http.probe_http_many (full parsing, keyword check, outcomes);
+- baselines: httpx.AsyncClient and aiohttp (keep-alive off, so one connection per probe),
+  with a bounded number of probes.
+
+Usage: python bench/probes_http.py [--probes 30000] [--baseline-probes 3000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.inventory import lab_address
+from probes.http import probe_http_many
+from probes.model import HttpTarget
+
+BODY = "<html><body><h1>Conectado</h1><p>site ok</p></body></html>"
+NGINX_CONF = """
+worker_processes 1;
+worker_cpu_affinity {affinity};
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 16384; use epoll; multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp;
+  fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+  keepalive_timeout 0;
+  server {{
+    listen 0.0.0.0:{port} reuseport backlog=8192;
+    location / {{ default_type text/html; return 200 "{body}"; }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+class Server:
+    """nginx (preferred) or the lab HTTP agent, on the other core."""
+
+    def __init__(self, server_cpu: int) -> None:
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+        self.proc: subprocess.Popen[bytes]
+        nginx = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if nginx:
+            (self.tmp / "tmp").mkdir()
+            conf = self.tmp / "nginx.conf"
+            affinity = "".join(
+                "1" if i == server_cpu else "0" for i in reversed(range(os.cpu_count() or 2))
+            )
+            conf.write_text(
+                NGINX_CONF.format(root=self.tmp, port=self.port, body=BODY, affinity=affinity)
+            )
+            self.name = "nginx 1 worker"
+            self.proc = subprocess.Popen(
+                [nginx, "-c", str(conf), "-p", str(self.tmp)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        else:
+            import csv
+
+            sites = self.tmp / "lab.csv"
+            with sites.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["site_key", "mgmt_ip", "http_url"])
+                for i in range(60_000):
+                    ip = lab_address(i)
+                    w.writerow([f"B{i}", ip, f"http://{ip}:{self.port}/"])
+            self.name = "lab HTTP agent, 2 workers (nginx not installed)"
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "lab.runner",
+                    "http",
+                    "--sites",
+                    str(sites),
+                    "--port",
+                    str(self.port),
+                    "--https-port",
+                    "0",
+                    "--tls-dir",
+                    str(self.tmp),
+                    "--workers",
+                    "2",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        os.sched_setaffinity(self.proc.pid, {server_cpu})
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def urls(port: int, n: int, offset: int = 0) -> list[str]:
+    return [f"http://{lab_address(offset + i)}:{port}/" for i in range(n)]
+
+
+def raw_ceiling(addresses: list[str], port: int, concurrency: int) -> float:
+    """Connect, send a GET, read to EOF, with the fewest syscalls: the least a probe must do."""
+    ep = select.epoll()
+    events = select.EPOLLIN | select.EPOLLOUT | select.EPOLLET
+    conns: dict[int, tuple[socket.socket, bytes, list[int]]] = {}
+    todo = list(reversed(addresses))
+    t0 = time.perf_counter()
+
+    def start() -> None:
+        host = todo.pop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex((host, port))
+        req = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        conns[sock.fileno()] = (sock, req, [0])
+        ep.register(sock.fileno(), events)
+
+    done = 0
+    while todo and len(conns) < concurrency:
+        start()
+    while conns:
+        for fd, _ in ep.poll(1.0):
+            sock, req, state = conns[fd]
+            if state[0] == 0:
+                sock.send(req)
+                state[0] = 1
+                continue
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    break
+                except ConnectionError:
+                    data = b""
+                if not data:
+                    del conns[fd]
+                    sock.close()
+                    done += 1
+                    if todo:
+                        start()
+                    break
+    ep.close()
+    return done / (time.perf_counter() - t0)
+
+
+def ours(addresses: list[str], concurrency: int) -> tuple[float, float, float, int]:
+    targets = [HttpTarget(i, u, expect_keyword="Conectado") for i, u in enumerate(addresses)]
+    t0 = time.perf_counter()
+    outs = asyncio.run(probe_http_many(targets, timeout=5, retries=0, concurrency=concurrency))
+    took = time.perf_counter() - t0
+    ttfb = sorted(o.ttfb_ms for o in outs if o.ttfb_ms is not None)
+    ok = sum(o.ok for o in outs)
+    p50 = ttfb[len(ttfb) // 2] if ttfb else float("nan")
+    p95 = ttfb[int(len(ttfb) * 0.95)] if ttfb else float("nan")
+    return len(outs) / took, p50, p95, ok
+
+
+def httpx_baseline(addresses: list[str], concurrency: int) -> tuple[float, int]:
+    import httpx
+
+    async def main() -> tuple[float, int]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+        sem = asyncio.Semaphore(concurrency)
+        ok = 0
+        async with httpx.AsyncClient(limits=limits, timeout=5) as client:
+
+            async def one(url: str) -> None:
+                nonlocal ok
+                async with sem:
+                    r = await client.get(url, headers={"Connection": "close"})
+                    ok += r.status_code == 200 and "Conectado" in r.text
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(u) for u in addresses))
+            return len(addresses) / (time.perf_counter() - t0), ok
+
+    return asyncio.run(main())
+
+
+def aiohttp_baseline(addresses: list[str], concurrency: int) -> tuple[float, int]:
+    import aiohttp
+
+    async def main() -> tuple[float, int]:
+        connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
+        sem = asyncio.Semaphore(concurrency)
+        ok = 0
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def one(url: str) -> None:
+                nonlocal ok
+                async with sem, session.get(url) as r:
+                    body = await r.text()
+                    ok += r.status == 200 and "Conectado" in body
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(u) for u in addresses))
+            return len(addresses) / (time.perf_counter() - t0), ok
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--probes", type=int, default=30_000)
+    parser.add_argument("--baseline-probes", type=int, default=3_000)
+    parser.add_argument("--concurrency", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs 2 cores: the prober on one, the server on the other")
+    os.sched_setaffinity(0, {0})
+    server = Server(server_cpu=1)
+    try:
+        print(f"server: {server.name} on core 1, 0.0.0.0:{server.port}; prober on core 0")
+        print(
+            f"probes: {args.probes:,} at concurrency {args.concurrency:,}, each to its own "
+            "127.x.y.z, a new connection per probe\n"
+        )
+        ours(urls(server.port, 2000, 200_000), args.concurrency)  # warm-up
+        hosts = [u.split("/")[2].split(":")[0] for u in urls(server.port, args.probes)]
+        rows: list[tuple[str, list[float], list[float], str]] = []
+
+        ceiling: list[float] = []
+        ceiling_cpu: list[float] = []
+        for _ in range(args.repeat):
+            c0 = time.process_time()
+            ceiling.append(raw_ceiling(hosts, server.port, args.concurrency))
+            ceiling_cpu.append((time.process_time() - c0) * 1e6 / len(hosts))
+        rows.append(("raw epoll ceiling (no parsing)", ceiling, ceiling_cpu, ""))
+
+        mine: list[float] = []
+        mine_cpu: list[float] = []
+        note = ""
+        for _ in range(args.repeat):
+            c0 = time.process_time()
+            rate, p50, p95, ok = ours(urls(server.port, args.probes), args.concurrency)
+            mine_cpu.append((time.process_time() - c0) * 1e6 / args.probes)
+            mine.append(rate)
+            note = f"ok {ok:,}/{args.probes:,}; ttfb p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+        rows.append(("ours: probes.http.probe_http_many", mine, mine_cpu, note))
+
+        base = urls(server.port, args.baseline_probes, 100_000)
+        for name, fn in (
+            ("baseline: httpx.AsyncClient (no keep-alive)", httpx_baseline),
+            ("baseline: aiohttp (force_close)", aiohttp_baseline),
+        ):
+            c0 = time.process_time()
+            rate, ok = fn(base, min(args.concurrency, 500))
+            cpu = (time.process_time() - c0) * 1e6 / len(base)
+            rows.append((name, [rate], [cpu], f"{len(base):,} probes, ok {ok:,}"))
+
+        print(f"{'measure':44} {'probes/s':>9} {'CPU µs/probe':>13}  notes")
+        for name, rates, cpus, extra in rows:
+            runs = ", ".join(f"{x:,.0f}" for x in rates) if len(rates) > 1 else ""
+            print(
+                f"{name:44} {statistics.median(rates):>9,.0f} {statistics.median(cpus):>13,.0f}"
+                f"  {('runs ' + runs + '; ') if runs else ''}{extra}"
+            )
+        med = statistics.median(mine)
+        med_cpu = statistics.median(mine_cpu)
+        hx, ah = rows[2][1][0], rows[3][1][0]
+        print(
+            f"\nours / ceiling = {med / statistics.median(ceiling):.2f}; ours / httpx = "
+            f"{med / hx:.1f}x; ours / aiohttp = {med / ah:.1f}x; one core fully ours would do "
+            f"~{1e6 / med_cpu:,.0f}/s (1e6 / CPU µs per probe); goal ≥ 3,000/s: "
+            f"{'met' if med >= 3000 else 'NOT met'} as measured"
+        )
+        print(
+            f"load average now {os.getloadavg()[0]:.1f}: other work on the machine depresses "
+            "probes/s; CPU µs per probe is the steadier figure"
+        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

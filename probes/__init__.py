@@ -1,0 +1,1 @@
+"""Probing: SNMP and HTTP transports and the round runner; targets in, outcomes out, no DB."""

@@ -1,0 +1,116 @@
+"""`lab start/stop/status`: real background agents, found by their recorded pids."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import Conflict, InvalidInput, SetupError
+from core.settings import Settings
+from lab.runner import lab_status, pid_alive, start_lab, stop_lab
+from probes.http import probe_http_many
+from probes.model import HttpTarget, SnmpTarget
+from probes.snmp import probe_snmp_many
+from tests.results.lab_sites import write_lab_csv
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_start_status_stop(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    snmp_port = free_port(socket.SOCK_DGRAM)
+    http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    rows = write_lab_csv(
+        tmp_path / "lab.csv",
+        200,
+        snmp_port=snmp_port,
+        http_port=http_port,
+        https_port=https_port,
+        first=60_000,
+    )
+    state = start_lab(
+        settings,
+        tmp_path / "lab.csv",
+        snmp_port=snmp_port,
+        http_port=http_port,
+        https_port=https_port,
+        http_workers=2,
+    )
+    try:
+        assert state.running and state.sites == 200 and state.https_sites == 20
+        assert {a.name for a in state.agents} == {"snmp", "http"}
+        assert Path(state.ca_file).exists()
+        again = lab_status(settings)
+        assert again is not None and again.running
+        with pytest.raises(Conflict, match="already running"):
+            start_lab(settings, tmp_path / "lab.csv", snmp_port=snmp_port, http_port=http_port)
+
+        healthy = [r for r in rows if r["http_url"].startswith("http:")][:20]
+        http = asyncio.run(
+            probe_http_many(
+                [HttpTarget(i, r["http_url"]) for i, r in enumerate(healthy)], timeout=3
+            )
+        )
+        assert sum(o.status_code is not None for o in http) >= 15
+        snmp = asyncio.run(
+            probe_snmp_many(
+                [
+                    SnmpTarget(
+                        i, r["mgmt_ip"], snmp_port, community=r["snmp_community"], if_index=1
+                    )
+                    for i, r in enumerate(healthy)
+                ],
+                timeout=2,
+            )
+        )
+        assert sum(o.ok for o in snmp) >= 15
+    finally:
+        stopped = stop_lab(settings)
+    assert {a.name for a in stopped} == {"snmp", "http"}
+    assert not any(pid_alive(a.pid) for a in stopped)
+    assert lab_status(settings) is None
+    assert stop_lab(settings) == []
+    # every worker process is gone too: nothing listens on the ports any more
+    time.sleep(0.2)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", http_port)) != 0
+
+
+def test_bad_inventory_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("site_key,mgmt_ip\nA1,10.0.0.1\n")
+    with pytest.raises(InvalidInput, match=r"outside 127\.0\.0\.0/8"):
+        start_lab(settings, bad)
+    assert lab_status(settings) is None
+
+
+def test_an_agent_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    write_lab_csv(tmp_path / "lab.csv", 5, snmp_port=1, http_port=1, https_port=1)
+    with socket.socket() as taken:  # the HTTP port is taken by someone else
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SetupError, match=r"exited at start|did not answer") as info:
+            start_lab(
+                settings,
+                tmp_path / "lab.csv",
+                kinds=("http",),
+                http_port=port,
+                https_port=free_port(socket.SOCK_STREAM),
+                wait_s=20,
+            )
+    assert "Address already in use" in str(info.value) or "did not answer" in str(info.value)
+    state = lab_status(settings)
+    assert state is None or not any(a.alive for a in state.agents)
+    assert os.path.exists(tmp_path / "var" / "lab" / "http_agent.log")
