@@ -1,0 +1,206 @@
+"""A full probe round of the 101,322-site lab inventory (SNMP + HTTP, results written).
+
+Set-up (not timed): a throwaway embedded PostgreSQL cluster in var/bench-round (fsync on, as
+in production), migrations, the INEGI geography, ``sites generate --lab`` (101,322 sites,
+seed 42) imported with the sites importer, and the lab agents started in the background on
+free ports. Then two rounds are run and timed per phase: the first has no previous counters,
+the second computes rates for every site that answered both times. CPU seconds of the prober
+and of each agent are printed to show where the time goes. Goal: a round ≤ 20 s.
+
+Usage: python bench/round.py [--count 101322] [--workers 1] [--keep] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from core.db import make_engine
+from core.settings import PROJECT_ROOT, Settings
+from db.cluster import EmbeddedCluster
+from db.migrate import upgrade
+from geo.loader import load_geography
+from lab.runner import lab_status, start_lab, stop_lab
+from results.rounds import RoundSummary, run_round
+from sites.generator import generate_sites, write_sites_csv
+from sites.importer import import_file
+
+ROOT = PROJECT_ROOT / "var" / "bench-round"
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its reaped children, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (agent workers)."""
+    out = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for child in children:
+        out += process_tree(int(child))
+    return out
+
+
+def postgres_cpu(cluster: EmbeddedCluster) -> float:
+    """CPU seconds of every process of the cluster (postmaster and backends)."""
+    pid_file = cluster.data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, int]]:
+    cfg = Settings(pg_data_dir=ROOT / "pg", pg_port=58432)
+    cluster = EmbeddedCluster(cfg, data_dir=ROOT / "pg")
+    fresh = not cluster.initialised
+    url = cluster.start()
+    sites_csv = ROOT / f"lab-{count}.csv"
+    ports_file = ROOT / f"ports-{count}.txt"
+    engine = make_engine(url)
+    try:
+        upgrade(url)
+        with engine.connect() as conn:
+            loaded = conn.execute(text("SELECT count(*) FROM municipalities")).scalar_one()
+            have = conn.execute(text("SELECT count(*) FROM sites")).scalar_one()
+        if fresh or not loaded:
+            t = time.perf_counter()
+            load_geography(engine, PROJECT_ROOT / "data" / "inegi")
+            print(f"set-up: geography loaded in {time.perf_counter() - t:.0f} s")
+        if have != count or not sites_csv.exists() or not ports_file.exists():
+            ports = {
+                "snmp": free_port(socket.SOCK_DGRAM),
+                "http": free_port(socket.SOCK_STREAM),
+                "https": free_port(socket.SOCK_STREAM),
+            }
+            t = time.perf_counter()
+            frame = generate_sites(PROJECT_ROOT / "data" / "inegi", count=count, seed=42, lab=True)
+            frame["snmp_port"] = ports["snmp"]
+            frame["http_url"] = (
+                frame["http_url"]
+                .str.replace(":18080/", f":{ports['http']}/", regex=False)
+                .str.replace(":18443/", f":{ports['https']}/", regex=False)
+            )
+            write_sites_csv(frame, sites_csv)
+            with engine.begin() as conn:
+                conn.execute(text("TRUNCATE sites CASCADE"))
+            report = import_file(engine, sites_csv)
+            ports_file.write_text(" ".join(f"{k}={v}" for k, v in ports.items()))
+            print(
+                f"set-up: generated and imported {report.inserted:,} lab sites in "
+                f"{time.perf_counter() - t:.0f} s"
+            )
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE probe_rounds, site_status, counter_state, reboot_events"))
+            conn.execute(text("TRUNCATE probe_results"))
+        ports = dict((k, int(v)) for k, v in (p.split("=") for p in ports_file.read_text().split()))
+    finally:
+        engine.dispose()
+    return cluster, sites_csv, ports
+
+
+def show(n: int, summary: RoundSummary, cpu: dict[str, float]) -> None:
+    ph = summary.phases
+    print(
+        f"\nround {n}: {summary.sites:,} sites, {summary.snmp_probes:,} SNMP + "
+        f"{summary.http_probes:,} HTTP probes"
+    )
+    print(
+        f"  up {summary.up:,}  degraded {summary.degraded:,}  down {summary.down:,}; "
+        f"rates {summary.rates_computed:,}, reboots {summary.reboots:,}, "
+        f"bogus {summary.bogus_rates:,}"
+    )
+    print(
+        f"  latency p50 {summary.latency_p50_ms or 0:.1f} ms, p95 {summary.latency_p95_ms or 0:.1f}"
+        f" ms; {summary.probes_per_s or 0:,.0f} probes/s while probing"
+    )
+    print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in ph.items()))
+    print("  CPU s:  " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    if summary.errors:
+        print("  failures: " + ", ".join(f"{k} {v:,}" for k, v in list(summary.errors.items())[:8]))
+    verdict = "met" if ph["total"] <= 20 else "NOT met"
+    print(f"  total {ph['total']:.1f} s (goal ≤ 20 s: {verdict})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=101_322)
+    parser.add_argument("--workers", type=int, default=1, help="processes per lab agent")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--gap", type=float, default=5.0, help="seconds between rounds")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster for the next run")
+    args = parser.parse_args()
+    ROOT.mkdir(parents=True, exist_ok=True)
+    cluster, sites_csv, ports = prepare(args.count, args.keep)
+    lab_settings = Settings(var_dir=ROOT / "var")
+    if lab_status(lab_settings) is not None:
+        stop_lab(lab_settings)
+    t = time.perf_counter()
+    state = start_lab(
+        lab_settings,
+        sites_csv,
+        snmp_port=ports["snmp"],
+        http_port=ports["http"],
+        https_port=ports["https"],
+        http_workers=args.workers,
+        snmp_workers=args.workers,
+    )
+    print(
+        f"set-up: lab agents answering after {time.perf_counter() - t:.1f} s "
+        f"({state.sites:,} sites, {state.https_sites:,} https)"
+    )
+    settings = Settings(
+        database_url=cluster.url(),
+        var_dir=ROOT / "var",
+        http_ca_file=Path(state.ca_file),
+        http_expect_keyword="Conectado",
+    )
+    engine = make_engine(cluster.url())
+    try:
+        agents = {a.name: a.pid for a in state.agents}
+        for n in range(1, args.rounds + 1):
+            before = {
+                name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in agents.items()
+            }
+            before["prober"] = cpu_seconds(os.getpid())
+            before["postgres"] = postgres_cpu(cluster)
+            summary = run_round(engine, settings)
+            after = {
+                name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in agents.items()
+            }
+            after["prober"] = cpu_seconds(os.getpid())
+            after["postgres"] = postgres_cpu(cluster)
+            show(n, summary, {k: after[k] - before[k] for k in after})
+            if n < args.rounds:
+                time.sleep(args.gap)
+    finally:
+        engine.dispose()
+        stop_lab(lab_settings)
+        if not args.keep:
+            cluster.destroy()
+            print(f"\nthrowaway cluster in {cluster.data_dir} removed (use --keep to reuse it)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""One probe round: load the targets, probe SNMP and HTTP at once, compute, write or spool.
+
+``run_round`` is what ``conectado probe run`` and the scheduler call. Sites are selected by
+one SQL query (status ``active`` or ``installed``, with a management address or a probe URL),
+narrowed by keys, ids, a SQL predicate on ``sites`` (alias ``s``) and a limit. The stored
+counter state comes with the targets in the same query. Both probe engines run in one event
+loop; then states and rates are computed for all sites at once and the round is written in
+one transaction (``results.store``), or spooled when the database is unreachable
+(``results.spool``). Spooled rounds are flushed before a new round loads its targets, so
+rates are always computed against the latest stored counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from core.errors import DatabaseUnavailable, InvalidInput
+from core.progress import NullProgress, Progress, ProgressTask
+from core.settings import Settings
+from probes.http import probe_http_many, probe_http_many_in_process
+from probes.model import HttpOutcome, HttpTarget, SnmpOutcome, SnmpTarget, V3Credentials
+from probes.snmp import SnmpStats, probe_snmp_many
+from results.batch import RoundBatch, build_round_batch
+from results.rates import CounterArrays
+from results.spool import FlushReport, flush_spool, spool_round
+from results.store import is_connection_error, write_round
+
+KINDS = frozenset({"snmp", "http"})
+PROBED_STATUSES = ("active", "installed")
+
+TARGETS_SQL = """
+SELECT s.id, s.site_key, host(s.mgmt_ip) AS ip, s.snmp_version, s.snmp_port,
+       s.wan_if_index, s.wan_if_name, s.http_url,
+       k.snmp_community, k.v3_user, k.v3_auth_proto, k.v3_auth_key, k.v3_priv_proto,
+       k.v3_priv_key,
+       extract(epoch FROM c.ts)::float8 AS c_ts, c.sys_uptime AS c_up, c.in_octets::text AS c_in,
+       c.out_octets::text AS c_out, c.counter_bits AS c_bits, c.if_index AS c_if
+FROM sites s
+LEFT JOIN site_secrets k ON k.site_id = s.id
+LEFT JOIN counter_state c ON c.site_id = s.id
+LEFT JOIN site_status st ON st.site_id = s.id
+WHERE s.status IN ('active', 'installed')
+  AND (s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
+"""
+
+
+@dataclass
+class RoundSummary:
+    """What a round did (the CLI prints it; the scheduler logs it)."""
+
+    round_id: str
+    started_at: datetime
+    finished_at: datetime
+    sites: int
+    snmp_probes: int
+    http_probes: int
+    up: int
+    degraded: int
+    down: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    probes_per_s: float | None
+    rates_computed: int
+    reboots: int
+    bogus_rates: int
+    errors: dict[str, int]
+    written: bool
+    spooled: bool
+    lost: bool
+    already_written: bool = False
+    flushed: FlushReport | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    snmp_dropped_datagrams: int = 0
+
+
+@dataclass
+class RoundTargets:
+    """The sites of a round and their probe targets."""
+
+    site_ids: list[int]
+    site_keys: list[str]
+    snmp: list[tuple[int, SnmpTarget]]
+    http: list[tuple[int, HttpTarget]]
+    previous: CounterArrays  # aligned with ``snmp``
+    if_index_cache: dict[tuple[int, str], int]
+    counter32_agents: set[tuple[str, int]]
+
+
+def _http_url(url: str, settings: Settings) -> str:
+    path = settings.http_throughput_path
+    if settings.http_throughput_bytes and path:
+        return urljoin(url, path.replace("{n}", str(settings.http_throughput_bytes)))
+    return url
+
+
+def load_targets(
+    engine: Engine,
+    settings: Settings,
+    *,
+    kinds: Collection[str] = KINDS,
+    site_keys: Sequence[str] | None = None,
+    site_ids: Sequence[int] | None = None,
+    sites_where: str | None = None,
+    sites_params: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> RoundTargets:
+    """Load the round's sites, credentials and stored counters in one query.
+
+    ``sites_where`` is trusted SQL (a predicate on ``sites`` as ``s``, with ``:name``
+    parameters from ``sites_params``), for the scheduler's batches; never pass user text.
+    Raises InvalidInput naming any ``site_keys`` that are unknown or not probed.
+    """
+    sql = TARGETS_SQL
+    params: dict[str, Any] = dict(sites_params or {})
+    if site_keys:
+        sql += " AND s.site_key = ANY(:site_keys)"
+        params["site_keys"] = list(site_keys)
+    if site_ids is not None:
+        sql += " AND s.id = ANY(:site_ids)"
+        params["site_ids"] = [int(i) for i in site_ids]
+    if sites_where:
+        sql += f" AND ({sites_where})"
+    if limit is None:
+        # Longest first: sites that were down (they will likely time out) and slow ones start
+        # at once, so their waits overlap the bulk instead of trailing after it.
+        sql += (
+            " ORDER BY (st.state = 'down') DESC NULLS LAST,"
+            " (st.snmp_ok IS FALSE OR st.http_ok IS FALSE) DESC NULLS LAST,"
+            " st.latency_ms DESC NULLS LAST, s.id"
+        )
+    else:
+        sql += " ORDER BY s.id LIMIT :limit"  # --limit N: the first N sites, predictably
+        params["limit"] = int(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), params).all()
+        if site_keys:
+            _check_keys(conn, site_keys, {r.site_key for r in rows})
+
+    out = RoundTargets([], [], [], [], CounterArrays.empty(0), {}, set())
+    want_snmp, want_http = "snmp" in kinds, "http" in kinds
+    keyword = settings.http_expect_keyword
+    throughput = settings.http_throughput_bytes or None
+    # Previous counters as columns (filled per SNMP target; -1 / 0 mark "none").
+    p_present: list[bool] = []
+    p_ts: list[float] = []
+    p_up: list[int] = []
+    p_in: list[int] = []
+    p_out: list[int] = []
+    p_bits: list[int] = []
+    p_if: list[int] = []
+    for (
+        site_id, site_key, ip, version, snmp_port, if_index, if_name, http_url,
+        community, v3_user, v3_auth_proto, v3_auth_key, v3_priv_proto, v3_priv_key,
+        c_ts, c_up, c_in, c_out, c_bits, c_if,
+    ) in rows:  # fmt: skip
+        probe_snmp = want_snmp and ip is not None and version is not None
+        probe_http = want_http and http_url is not None
+        if not (probe_snmp or probe_http):
+            continue
+        pos = len(out.site_ids)
+        out.site_ids.append(site_id)
+        out.site_keys.append(site_key)
+        if probe_snmp:
+            v3 = None
+            if version == "3" and v3_user:
+                v3 = V3Credentials(
+                    user=v3_user,
+                    auth_proto=v3_auth_proto or "SHA",
+                    auth_key=v3_auth_key,
+                    priv_proto=v3_priv_proto or "AES",
+                    priv_key=v3_priv_key,
+                )
+            out.snmp.append(
+                (
+                    pos,
+                    SnmpTarget(
+                        site_id,
+                        ip,
+                        snmp_port,
+                        version,
+                        community,
+                        v3,
+                        if_index,
+                        if_name if if_index is None else None,
+                    ),
+                )
+            )
+            known = c_ts is not None
+            p_present.append(known)
+            p_ts.append(float(c_ts) if known else 0.0)
+            p_up.append(-1 if c_up is None else c_up)
+            p_in.append(int(c_in) if known else 0)
+            p_out.append(int(c_out) if known else 0)
+            p_bits.append(c_bits or 0)
+            p_if.append(-1 if c_if is None else c_if)
+            if known:
+                if if_index is None and if_name and c_if is not None:
+                    out.if_index_cache[(site_id, if_name)] = c_if
+                if c_bits == 32:
+                    out.counter32_agents.add((ip, snmp_port))
+        if probe_http:
+            out.http.append(
+                (
+                    pos,
+                    HttpTarget(site_id, _http_url(http_url, settings), "GET", keyword, throughput),
+                )
+            )
+    out.previous = CounterArrays(
+        present=np.array(p_present, dtype=np.bool_),
+        ts=np.array(p_ts, dtype=np.float64),
+        sys_uptime=np.array(p_up, dtype=np.int64),
+        in_octets=np.array(p_in, dtype=np.uint64),
+        out_octets=np.array(p_out, dtype=np.uint64),
+        bits=np.array(p_bits, dtype=np.int8),
+        if_index=np.array(p_if, dtype=np.int64),
+        speed_mbps=np.zeros(len(p_ts), dtype=np.float64),
+    )
+    return out
+
+
+def _check_keys(conn: Any, keys: Sequence[str], found: set[str]) -> None:
+    missing = [k for k in keys if k not in found]
+    if not missing:
+        return
+    known = {
+        r.site_key: r
+        for r in conn.execute(
+            text(
+                "SELECT site_key, status, mgmt_ip IS NOT NULL AS has_ip, "
+                "http_url IS NOT NULL AS has_url FROM sites WHERE site_key = ANY(:k)"
+            ),
+            {"k": missing},
+        )
+    }
+    problems = []
+    for key in missing:
+        row = known.get(key)
+        if row is None:
+            problems.append(f"{key}: no such site")
+        elif row.status not in PROBED_STATUSES:
+            problems.append(f"{key}: status is {row.status!r}; only active/installed are probed")
+        else:
+            problems.append(f"{key}: has neither mgmt_ip nor http_url to probe")
+    raise InvalidInput("Cannot probe: " + "; ".join(problems) + ".")
+
+
+class _Counted:
+    """Advances a progress task in steps (a callback per outcome is too fine for a bar)."""
+
+    def __init__(self, task: ProgressTask, step: int = 500) -> None:
+        self.task = task
+        self.step = step
+        self.pending = 0
+
+    def __call__(self, _: object) -> None:
+        self.pending += 1
+        if self.pending >= self.step:
+            self.task.advance(self.pending)
+            self.pending = 0
+
+    def flush(self) -> None:
+        if self.pending:
+            self.task.advance(self.pending)
+            self.pending = 0
+
+
+async def probe_targets(
+    targets: RoundTargets,
+    settings: Settings,
+    *,
+    progress_task: ProgressTask | None = None,
+    snmp_stats: SnmpStats | None = None,
+) -> tuple[list[SnmpOutcome], list[HttpOutcome]]:
+    """Run the SNMP and HTTP probes of a round concurrently in the running loop."""
+    counted = _Counted(progress_task) if progress_task is not None else None
+    snmp_job = probe_snmp_many(
+        [t for _, t in targets.snmp],
+        timeout=settings.snmp_timeout,
+        retries=settings.probe_retries,
+        concurrency=settings.probe_concurrency,
+        if_index_cache=targets.if_index_cache,
+        on_outcome=counted,
+        stats=snmp_stats,
+        counter32_agents=targets.counter32_agents,
+    )
+    http_targets = [t for _, t in targets.http]
+    http_options: dict[str, Any] = {
+        "timeout": settings.http_timeout,
+        "retries": settings.probe_retries,
+        "concurrency": settings.probe_concurrency,
+        "verify_tls": settings.http_verify_tls,
+        "ca_file": settings.path(settings.http_ca_file) if settings.http_ca_file else None,
+        "max_body_bytes": settings.http_max_body_bytes,
+    }
+    if 0 < settings.http_process_min <= len(http_targets):
+        http_job = probe_http_many_in_process(
+            http_targets,
+            on_progress=progress_task.advance if progress_task is not None else None,
+            **http_options,
+        )
+    else:
+        http_job = probe_http_many(http_targets, on_outcome=counted, **http_options)
+    snmp_out, http_out = await asyncio.gather(snmp_job, http_job)
+    if counted is not None:
+        counted.flush()
+    return snmp_out, http_out
+
+
+def run_round(
+    engine: Engine,
+    settings: Settings,
+    *,
+    site_keys: Sequence[str] | None = None,
+    site_ids: Sequence[int] | None = None,
+    kinds: Collection[str] = KINDS,
+    limit: int | None = None,
+    sites_where: str | None = None,
+    sites_params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> RoundSummary:
+    """Probe the selected sites once and store the results (or spool them); see module doc."""
+    unknown = set(kinds) - KINDS
+    if unknown or not kinds:
+        raise InvalidInput(
+            f"--kind must be snmp, http or both (got {', '.join(sorted(kinds)) or 'nothing'})."
+        )
+    progress = progress or NullProgress()
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        flushed = flush_spool(engine, settings)
+        targets = load_targets(
+            engine,
+            settings,
+            kinds=kinds,
+            site_keys=site_keys,
+            site_ids=site_ids,
+            sites_where=sites_where,
+            sites_params=sites_params,
+            limit=limit,
+        )
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise DatabaseUnavailable(
+                "The database is unreachable, so the sites to probe cannot be loaded; the "
+                "round did not run. Check `conectado db status` or CONECTADO_DATABASE_URL.",
+                detail=str(exc),
+            ) from exc
+        raise
+    phases["load"] = time.perf_counter() - t0
+
+    round_id = uuid.uuid4()
+    started_at = datetime.now(UTC)
+    total = len(targets.snmp) + len(targets.http)
+    task = progress.task(f"Probing {len(targets.site_ids):,} sites", total=total)
+    stats = SnmpStats()
+    t1 = time.perf_counter()
+    snmp_out, http_out = asyncio.run(
+        probe_targets(targets, settings, progress_task=task, snmp_stats=stats)
+    )
+    task.finish()
+    probe_seconds = time.perf_counter() - t1
+    phases["probe"] = probe_seconds
+    finished_at = datetime.now(UTC)
+
+    t2 = time.perf_counter()
+    batch = build_round_batch(
+        round_id=round_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        kinds=sorted(kinds),
+        site_ids=targets.site_ids,
+        snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
+        http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
+        previous_counters=targets.previous,
+        probe_seconds=probe_seconds,
+    )
+    phases["compute"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    written = spooled = lost = False
+    write_task = progress.task("Writing results", total=None)
+    try:
+        written = write_round(engine, batch)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        spooled = spool_round(settings, batch) is not None
+        lost = not spooled
+    write_task.finish()
+    phases["write"] = time.perf_counter() - t3
+    phases["total"] = time.perf_counter() - t0
+    return summarise(
+        batch,
+        written=written,
+        spooled=spooled,
+        lost=lost,
+        phases=phases,
+        flushed=flushed,
+        snmp_dropped_datagrams=stats.dropped,
+    )
+
+
+def summarise(
+    batch: RoundBatch,
+    *,
+    written: bool,
+    spooled: bool,
+    lost: bool,
+    phases: dict[str, float],
+    flushed: FlushReport | None = None,
+    snmp_dropped_datagrams: int = 0,
+) -> RoundSummary:
+    """The RoundSummary of a batch and what became of it."""
+    r = batch.round
+    return RoundSummary(
+        round_id=r.id,
+        started_at=datetime.fromisoformat(r.started_at),
+        finished_at=datetime.fromisoformat(r.finished_at),
+        sites=r.sites,
+        snmp_probes=r.snmp_probes,
+        http_probes=r.http_probes,
+        up=r.up,
+        degraded=r.degraded,
+        down=r.down,
+        latency_p50_ms=r.latency_p50_ms,
+        latency_p95_ms=r.latency_p95_ms,
+        probes_per_s=r.probes_per_s,
+        rates_computed=r.rates_computed,
+        reboots=r.reboots,
+        bogus_rates=r.bogus_rates,
+        errors=r.errors,
+        written=written,
+        spooled=spooled,
+        lost=lost,
+        already_written=not (written or spooled or lost),
+        flushed=flushed,
+        phases=phases,
+        snmp_dropped_datagrams=snmp_dropped_datagrams,
+    )

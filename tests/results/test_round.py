@@ -1,0 +1,206 @@
+"""Full rounds against the lab agents (real background processes) into real PostGIS."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from core.errors import InvalidInput
+from core.settings import Settings
+from lab.inventory import LabInventory, read_lab_inventory
+from lab.runner import start_lab, stop_lab
+from results.rounds import run_round
+from tests.results.lab_sites import insert_sites, write_lab_csv
+
+pytestmark = pytest.mark.slow
+SITES = 400
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    rows: list[dict[str, str]]
+    inventory: LabInventory
+    ca_file: Path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp = tmp_path_factory.mktemp("lab")
+    settings = Settings(var_dir=tmp / "var")
+    snmp_port = free_port(socket.SOCK_DGRAM)
+    http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    rows = write_lab_csv(
+        tmp / "lab.csv",
+        SITES,
+        snmp_port=snmp_port,
+        http_port=http_port,
+        https_port=https_port,
+        first=80_000,
+    )
+    state = start_lab(
+        settings,
+        tmp / "lab.csv",
+        snmp_port=snmp_port,
+        http_port=http_port,
+        https_port=https_port,
+    )
+    try:
+        yield Lab(rows, read_lab_inventory(tmp / "lab.csv"), Path(state.ca_file))
+    finally:
+        stop_lab(settings)
+
+
+@pytest.fixture
+def round_settings(db_url: str, tmp_path: Path, lab: Lab) -> Settings:
+    return Settings(
+        database_url=db_url,
+        var_dir=tmp_path / "var",
+        http_ca_file=lab.ca_file,
+        http_expect_keyword="Conectado",
+        probe_concurrency=500,
+    )
+
+
+def expected_state(lab: Lab, i: int, now: float) -> str | None:
+    b = lab.inventory.behaviour(i)
+    if b.flap_period_s is not None:
+        return None  # may switch during the round
+    if b.down:
+        return "down"
+    if b.wan_oper_status != 1 or b.http_status != 200 or b.tls_fault:
+        return "degraded"
+    return "up"
+
+
+def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, lab: Lab) -> None:
+    insert_sites(engine, lab.rows)
+    first = run_round(engine, round_settings)
+    assert first.written and first.sites == SITES
+    assert first.snmp_probes == SITES and first.http_probes == SITES
+    assert first.up + first.degraded + first.down == SITES
+    assert first.rates_computed == 0  # nothing to compare with yet
+
+    with engine.connect() as conn:
+        ids = {r.site_key: r.id for r in conn.execute(text("SELECT id, site_key FROM sites"))}
+        states: dict[str, str] = dict(
+            conn.execute(
+                text(
+                    "SELECT s.site_key, st.state FROM site_status st JOIN sites s "
+                    "ON s.id = st.site_id"
+                )
+            ).all()
+        )
+        n_results = conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one()
+        bits: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT s.site_key, r.counter_bits FROM probe_results r JOIN sites s "
+                    "ON s.id = r.site_id WHERE r.kind = 'snmp' AND r.ok"
+                )
+            ).all()
+        )
+        by_name: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT s.site_key, r.if_index FROM probe_results r JOIN sites s "
+                    "ON s.id = r.site_id WHERE r.kind = 'snmp' AND r.ok "
+                    "AND s.wan_if_name IS NOT NULL"
+                )
+            ).all()
+        )
+        stored_round = conn.execute(
+            text("SELECT sites, up, degraded, down FROM probe_rounds")
+        ).one()
+    assert n_results == 2 * SITES
+    assert tuple(stored_round) == (SITES, first.up, first.degraded, first.down)
+    now = time.time()
+    checked = 0
+    for i, key in enumerate(lab.inventory.site_keys):
+        want = expected_state(lab, i, now)
+        if want is not None:
+            assert states[key] == want, (key, lab.inventory.behaviour(i))
+            checked += 1
+        if key in bits:
+            assert bits[key] == lab.inventory.behaviour(i).counter_bits
+    assert checked > SITES * 0.9
+    assert 32 in bits.values() and 64 in bits.values()
+    assert by_name and all(index is not None and index >= 2 for index in by_name.values())
+    assert len(ids) == SITES
+
+    time.sleep(2)
+    second = run_round(engine, round_settings)
+    assert second.written
+    assert second.rates_computed > SITES * 0.8
+    with engine.connect() as conn:
+        rates = conn.execute(
+            text(
+                """
+                SELECT s.site_key, r.in_bps, r.out_bps, p.ts AS t0, r.ts AS t1,
+                       s.bw_down_mbps, s.bw_up_mbps
+                FROM probe_results r
+                JOIN sites s ON s.id = r.site_id
+                JOIN probe_results p ON p.site_id = r.site_id AND p.kind = 'snmp'
+                     AND p.round_id = CAST(:first AS uuid)
+                WHERE r.kind = 'snmp' AND r.round_id = CAST(:second AS uuid)
+                  AND r.in_bps IS NOT NULL
+                """
+            ),
+            {"first": first.round_id, "second": second.round_id},
+        ).all()
+        status_rates = conn.execute(
+            text(
+                "SELECT count(*) FROM site_status WHERE in_bps IS NOT NULL AND rates_at IS NOT NULL"
+            )
+        ).scalar_one()
+    assert len(rates) == second.rates_computed == status_rates
+    index = {key: i for i, key in enumerate(lab.inventory.site_keys)}
+    for r in rates:
+        b = lab.inventory.behaviour(index[r.site_key])
+        assert 0 < r.in_bps <= r.bw_down_mbps * 1e6 and 0 < r.out_bps <= r.bw_up_mbps * 1e6
+        t0, t1 = r.t0.timestamp(), r.t1.timestamp()
+        in0, out0 = b.octets(t0)
+        in1, out1 = b.octets(t1)
+        mod = 2**b.counter_bits
+        expect_in = ((in1 - in0) % mod) * 8 / (t1 - t0)
+        expect_out = ((out1 - out0) % mod) * 8 / (t1 - t0)
+        assert r.in_bps == pytest.approx(expect_in, rel=0.05), r.site_key
+        assert r.out_bps == pytest.approx(expect_out, rel=0.05), r.site_key
+
+
+def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> None:
+    insert_sites(engine, lab.rows[:30])
+    keys = [lab.rows[0]["site_key"], lab.rows[1]["site_key"]]
+    one = run_round(engine, round_settings, site_keys=keys, kinds={"http"})
+    assert (one.sites, one.snmp_probes, one.http_probes) == (2, 0, 2)
+    limited = run_round(engine, round_settings, kinds={"snmp"}, limit=5)
+    assert (limited.sites, limited.snmp_probes, limited.http_probes) == (5, 5, 0)
+    where = run_round(
+        engine,
+        round_settings.model_copy(update={"http_process_min": 1}),  # HTTP in a child process
+        kinds={"http"},
+        sites_where="s.http_url LIKE :scheme",
+        sites_params={"scheme": "https:%"},
+    )
+    assert where.http_probes == sum(r["http_url"].startswith("https:") for r in lab.rows[:30])
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE sites SET status = 'planned' WHERE site_key = :k"), {"k": keys[1]}
+        )
+    with pytest.raises(InvalidInput) as info:
+        run_round(engine, round_settings, site_keys=[keys[1], "NOPE"])
+    assert "NOPE: no such site" in info.value.message
+    assert f"{keys[1]}: status is 'planned'" in info.value.message
+    with pytest.raises(InvalidInput, match="--kind"):
+        run_round(engine, round_settings, kinds={"ftp"})

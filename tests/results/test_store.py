@@ -1,0 +1,197 @@
+"""Writing rounds to real PostGIS: COPY into partitions, site_status, counters, reboots, replays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from probes.model import ErrorClass, HttpOutcome, SnmpOutcome
+from results.batch import RoundBatch, build_round_batch
+from results.rates import CounterArrays, CounterSample
+from results.store import write_round
+from tests.results.lab_sites import insert_sites, write_lab_csv
+
+T0 = datetime(2031, 3, 4, 23, 59, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def site_ids(engine: Engine, tmp_path: Path) -> list[int]:
+    rows = write_lab_csv(tmp_path / "s.csv", 3, snmp_port=1, http_port=2, https_port=3)
+    insert_sites(engine, rows)
+    with engine.connect() as conn:
+        return [int(i) for i in conn.execute(text("SELECT id FROM sites ORDER BY id")).scalars()]
+
+
+def snmp_ok(site: int, ts: datetime, up: int, octets: int, oper: int = 1) -> SnmpOutcome:
+    return SnmpOutcome(
+        site_id=site,
+        ts=ts,
+        ok=True,
+        latency_ms=1.5,
+        if_index=1,
+        sys_uptime=up,
+        in_octets=octets,
+        out_octets=octets // 10,
+        counter_bits=64,
+        oper_status=oper,
+        high_speed_mbps=100,
+    )
+
+
+def batch_for(
+    ids: list[int],
+    ts: datetime,
+    snmp: list[SnmpOutcome],
+    http: list[HttpOutcome],
+    previous: list[CounterSample | None],
+) -> RoundBatch:
+    return build_round_batch(
+        round_id=uuid.uuid4(),
+        started_at=ts,
+        finished_at=ts + timedelta(seconds=2),
+        kinds=["http", "snmp"],
+        site_ids=ids,
+        snmp=list(enumerate(snmp)),
+        http=list(enumerate(http)),
+        previous_counters=CounterArrays.from_samples(previous),
+        probe_seconds=2.0,
+    )
+
+
+def first_round(ids: list[int]) -> RoundBatch:
+    a, b, c = ids
+    snmp = [
+        snmp_ok(a, T0, 100_000, 1_000_000),
+        SnmpOutcome(b, T0, False, error=ErrorClass.TIMEOUT, error_detail="no answer\tat all"),
+        snmp_ok(c, T0, 200_000, 5_000, oper=2),
+    ]
+    http = [
+        HttpOutcome(a, T0, True, latency_ms=3.0, status_code=200, ttfb_ms=3.0, total_ms=3.2),
+        HttpOutcome(b, T0, False, error=ErrorClass.REFUSED, error_detail="connection reset"),
+        HttpOutcome(
+            c,
+            T0,
+            False,
+            error=ErrorClass.HTTP_STATUS,
+            error_detail="HTTP status 503",
+            status_code=503,
+            ttfb_ms=2.0,
+        ),
+    ]
+    return batch_for(ids, T0, snmp, http, [None, None, None])
+
+
+def test_a_round_is_written_once(engine: Engine, site_ids: list[int]) -> None:
+    batch = first_round(site_ids)
+    assert (batch.round.up, batch.round.degraded, batch.round.down) == (1, 1, 1)
+    assert write_round(engine, batch) is True
+    assert write_round(engine, batch) is False  # a replay writes nothing
+    a, b, c = site_ids
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT site_id, kind, ok, state, error, error_detail FROM probe_results "
+                "ORDER BY site_id, kind"
+            )
+        ).all()
+        assert len(rows) == 6
+        assert {(r.site_id, r.state) for r in rows} == {(a, "up"), (b, "down"), (c, "degraded")}
+        assert [r.error_detail for r in rows if r.site_id == b and r.kind == "snmp"] == [
+            "no answer\tat all"
+        ]
+        parts = (
+            conn.execute(text("SELECT tableoid::regclass::text FROM probe_results GROUP BY 1"))
+            .scalars()
+            .all()
+        )
+        assert parts == ["probe_results_p20310304"]
+        status = {r.site_id: r for r in conn.execute(text("SELECT * FROM site_status"))}
+        assert status[a].state == "up" and status[a].consecutive_failures == 0
+        assert status[a].last_ok_at == T0 and status[a].latency_ms == 1.5
+        assert status[b].state == "down" and status[b].consecutive_failures == 1
+        assert status[b].last_ok_at is None and status[b].last_failure_at == T0
+        assert "snmp timeout" in status[b].last_error and "http refused" in status[b].last_error
+        assert status[c].state == "degraded" and status[c].http_status == 503
+        assert "ifOperStatus 2" in status[c].snmp_error
+        assert str(status[a].last_round_id) == batch.round.id
+        counters = conn.execute(text("SELECT count(*) FROM counter_state")).scalar_one()
+        assert counters == 2
+        rounds = conn.execute(text("SELECT sites, up, degraded, down FROM probe_rounds")).one()
+        assert tuple(rounds) == (3, 1, 1, 1)
+
+
+def test_second_round_computes_rates_and_records_a_reboot(
+    engine: Engine, site_ids: list[int]
+) -> None:
+    a, b, c = site_ids
+    write_round(engine, first_round(site_ids))
+    t1 = T0 + timedelta(seconds=300)  # next UTC day: a new partition
+    snmp = [
+        snmp_ok(a, t1, 100_000 + 30_000, 1_000_000 + 3_750_000),  # 100 kbit/s in
+        snmp_ok(b, t1, 50, 10),
+        snmp_ok(c, t1, 1_000, 10),  # uptime went down: rebooted
+    ]
+    http = [HttpOutcome(i, t1, True, latency_ms=1.0, status_code=200) for i in site_ids]
+    previous = [
+        CounterSample(T0.timestamp(), 100_000, 1_000_000, 100_000, 64, 1),
+        None,
+        CounterSample(T0.timestamp(), 200_000, 5_000, 500, 64, 1),
+    ]
+    batch = batch_for(site_ids, t1, snmp, http, previous)
+    assert batch.round.rates_computed == 1 and batch.round.reboots == 1
+    assert write_round(engine, batch)
+    with engine.connect() as conn:
+        rate = conn.execute(
+            text(
+                "SELECT in_bps, out_bps FROM probe_results WHERE site_id = :a AND ts = :t "
+                "AND kind = 'snmp'"
+            ),
+            {"a": a, "t": t1},
+        ).one()
+        assert rate.in_bps == pytest.approx(100_000.0) and rate.out_bps == pytest.approx(10_000.0)
+        st = {r.site_id: r for r in conn.execute(text("SELECT * FROM site_status"))}
+        assert st[a].in_bps == pytest.approx(100_000.0) and st[a].rates_at == t1
+        assert st[b].state == "up" and st[b].consecutive_failures == 0
+        assert st[b].state_since == t1 and st[a].state_since == T0
+        reboot = conn.execute(
+            text("SELECT site_id, reason, prev_uptime, new_uptime FROM reboot_events")
+        ).one()
+        assert tuple(reboot) == (c, "uptime_decreased", 200_000, 1_000)
+        cs = conn.execute(
+            text("SELECT sys_uptime, in_octets FROM counter_state WHERE site_id = :c"), {"c": c}
+        ).one()
+        assert (cs.sys_uptime, int(cs.in_octets)) == (1_000, 10)
+        days = conn.execute(text("SELECT count(DISTINCT tableoid) FROM probe_results")).scalar_one()
+        assert days == 2
+
+
+def test_an_older_round_replayed_late_does_not_regress_state(
+    engine: Engine, site_ids: list[int]
+) -> None:
+    old = first_round(site_ids)
+    t1 = T0 + timedelta(minutes=5)
+    newer = batch_for(
+        site_ids,
+        t1,
+        [snmp_ok(i, t1, 500_000, 9_000_000) for i in site_ids],
+        [HttpOutcome(i, t1, True, latency_ms=1.0, status_code=200) for i in site_ids],
+        [None, None, None],
+    )
+    assert write_round(engine, newer)
+    assert write_round(engine, old)  # its results are kept...
+    with engine.connect() as conn:
+        states = conn.execute(text("SELECT DISTINCT state, last_probe_at FROM site_status")).all()
+        assert states == [("up", t1)]  # ...but it does not overwrite the newer state
+        ups = conn.execute(text("SELECT DISTINCT sys_uptime FROM counter_state")).scalars().all()
+        assert ups == [500_000]
+        assert conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one() == 12
+
+
+def test_batch_survives_serialisation(site_ids: list[int]) -> None:
+    batch = first_round(site_ids)
+    again = RoundBatch.from_bytes(batch.to_bytes())
+    assert again == batch
