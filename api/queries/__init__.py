@@ -1,0 +1,1 @@
+"""Read models the API needs that no domain package offers yet (set-wise SQL, no loops)."""

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from api.auth import Role
+from tests.api.conftest import auth
+
+
+def test_status_counts_match_the_database(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    body = client.get("/api/status/counts", headers=auth(role_keys[Role.VIEWER])).json()
+    with seeded.connect() as conn:
+        down = conn.execute(
+            text(
+                "SELECT count(*) FROM site_status st JOIN sites s ON s.id = st.site_id "
+                "WHERE st.state = 'down' AND s.status <> 'retired'"
+            )
+        ).scalar_one()
+        total = conn.execute(
+            text("SELECT count(*) FROM sites WHERE status <> 'retired'")
+        ).scalar_one()
+    assert body["down"] == down > 0
+    assert body["total"] == total == 119
+    assert body["unknown"] > 0
+
+
+def test_status_summary_by_each_dimension(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    headers = auth(role_keys[Role.VIEWER])
+    for by in ("state", "municipality", "provider", "category", "technology"):
+        r = client.get("/api/status/summary", params={"by": by}, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert sum(g["sites"] for g in body["groups"]) == body["totals"]["total"] == 119
+        downs = [g["down"] for g in body["groups"]]
+        assert downs == sorted(downs, reverse=True)
+    by_provider = client.get(
+        "/api/status/summary", params={"by": "provider"}, headers=headers
+    ).json()
+    assert {g["key"] for g in by_provider["groups"]} == {
+        "Telmex",
+        "Altán Redes",
+        "Eutelsat",
+        "Megacable",
+    }
+    by_state = client.get(
+        "/api/status/summary", params={"by": "state", "state": "09"}, headers=headers
+    ).json()
+    assert [g["key"] for g in by_state["groups"]] == ["09"]
+    assert by_state["groups"][0]["name"] == "Ciudad de México"
+
+
+def test_status_summary_rejects_bad_dimension(
+    client: TestClient, role_keys: dict[Role, str]
+) -> None:
+    r = client.get(
+        "/api/status/summary", params={"by": "colour"}, headers=auth(role_keys[Role.VIEWER])
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "query.by"
+
+
+def test_incidents_list_and_acknowledge(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    viewer = auth(role_keys[Role.VIEWER])
+    page = client.get("/api/incidents", params={"limit": 5}, headers=viewer).json()
+    assert len(page["items"]) == 5 and page["next"]
+    ids = [i["id"] for i in page["items"]]
+    assert ids == sorted(ids, reverse=True)
+    rest = client.get(page["next"], headers=viewer).json()
+    assert rest["items"] and not set(ids) & {i["id"] for i in rest["items"]}
+    first = page["items"][0]
+    assert first["status"] == "open" and first["site_key"].startswith("TST")
+    assert first["acknowledged_by"] is None
+
+    r = client.post(
+        f"/api/incidents/{first['id']}/acknowledge",
+        json={"comment": "crew on the way"},
+        headers=viewer,
+    )
+    assert r.status_code == 403
+    r = client.post(
+        f"/api/incidents/{first['id']}/acknowledge",
+        json={"comment": "crew on the way"},
+        headers=auth(role_keys[Role.TECHNICIAN]),
+    )
+    assert r.status_code == 200, r.text
+    acked = r.json()
+    assert acked["acknowledged_by"] == "test-technician"
+    assert acked["comment"] == "crew on the way"
+    detail = client.get(f"/api/incidents/{first['id']}", headers=viewer).json()
+    assert detail["acknowledged_at"] and detail["member_sites"] == []
+
+    closed = client.get("/api/incidents", params={"status": "closed"}, headers=viewer).json()
+    assert [i["site_key"] for i in closed["items"]] == ["TST00001"]
+    by_site = client.get(
+        "/api/incidents", params={"status": "all", "site_key": "TST00001"}, headers=viewer
+    ).json()
+    assert len(by_site["items"]) == 1
+    assert (
+        client.post(
+            "/api/incidents/999999/acknowledge", json={}, headers=auth(role_keys[Role.OPERATOR])
+        ).status_code
+        == 404
+    )
+    r = client.get("/api/incidents", params={"municipality": "9015"}, headers=viewer)
+    assert r.status_code == 422
+
+
+def test_maintenance_crud(client: TestClient, seeded: Engine, role_keys: dict[Role, str]) -> None:
+    op = auth(role_keys[Role.OPERATOR])
+    now = datetime.now(UTC)
+    body = {
+        "scope": "site",
+        "target": "TST00003",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=2)).isoformat(),
+        "reason": "tower replacement",
+    }
+    r = client.post("/api/maintenance", json=body, headers=op)
+    assert r.status_code == 201, r.text
+    window = r.json()
+    assert window["active"] is True and window["created_by"] == "test-operator"
+    assert window["sites"] == 1 and window["site_key"] == "TST00003"
+
+    current = client.get("/api/maintenance", headers=op).json()
+    assert [w["id"] for w in current] == [window["id"]]
+
+    r = client.patch(
+        f"/api/maintenance/{window['id']}",
+        json={"ends_at": (now - timedelta(minutes=1)).isoformat()},
+        headers=op,
+    )
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert client.get("/api/maintenance", headers=op).json() == []
+    past = client.get("/api/maintenance", params={"include_past": "true"}, headers=op).json()
+    assert [w["id"] for w in past] == [window["id"]]
+    r = client.patch(
+        f"/api/maintenance/{window['id']}",
+        json={"ends_at": (now - timedelta(hours=5)).isoformat()},
+        headers=op,
+    )
+    assert r.status_code == 422 and "ends_at" in r.json()["detail"]
+
+    r = client.post("/api/maintenance", json=dict(body, target="NOPE"), headers=op)
+    assert r.status_code == 422 and "NOPE" in r.json()["detail"]
+    naive = dict(body, starts_at="2025-01-01T00:00:00")
+    assert client.post("/api/maintenance", json=naive, headers=op).status_code == 422
+    mun = dict(body, scope="municipality", target="09015")
+    r = client.post("/api/maintenance", json=mun, headers=op)
+    assert r.status_code == 201 and r.json()["municipality"] == "Cuauhtémoc"
+    assert (
+        client.post(
+            "/api/maintenance", json=mun, headers=auth(role_keys[Role.TECHNICIAN])
+        ).status_code
+        == 403
+    )
+
+    assert client.delete(f"/api/maintenance/{window['id']}", headers=op).status_code == 204
+    assert client.get(f"/api/maintenance/{window['id']}", headers=op).status_code == 404
+    assert client.delete(f"/api/maintenance/{window['id']}", headers=op).status_code == 404
