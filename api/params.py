@@ -7,13 +7,13 @@ listing the ones the endpoint accepts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
 _allowed_cache: dict[int, frozenset[str]] = {}
 
@@ -102,3 +102,13 @@ def split_list(name: str, values: list[str] | None) -> list[str]:
             raise query_error(name, "empty value; give a value or leave the parameter out")
         out.extend(parts)
     return out
+
+
+ProviderName = Annotated[
+    str, StringConstraints(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f]+$")
+]
+ProviderNames = Annotated[
+    list[ProviderName] | None,
+    Query(description="Provider names (case-insensitive); repeat or comma-separate."),
+]
+"""The ``provider`` query parameter: printable names, at most 120 characters each."""

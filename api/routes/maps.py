@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from api.deps import CoverageReader, EngineDep, Reader, SettingsDep
+from api.params import ProviderNames
 from api.routes.sites import filter_from_query
 from core.settings import Settings
 from geo.coverage_queries import latest_run
@@ -72,7 +73,7 @@ def build_router(settings: Settings) -> APIRouter:
         caller: Reader,
         state: Annotated[list[str] | None, Query(description="CVE_ENT codes.")] = None,
         category: Annotated[list[str] | None, Query()] = None,
-        provider: Annotated[list[str] | None, Query()] = None,
+        provider: ProviderNames = None,
     ) -> HTMLResponse:
         """The clustered map of every non-retired site (or a state's, a category's...)."""
         flt = filter_from_query(

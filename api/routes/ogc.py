@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from api.deps import Conn, CoverageReader, Reader
 from api.openapi import ref
-from api.params import parse_floats
+from api.params import ProviderNames, parse_floats
 from api.queries.sites_json import page_json
 from api.routes.sites import SiteFeature, filter_from_query
 from core.errors import NotFound
@@ -300,7 +300,7 @@ def build_router(settings: Settings) -> APIRouter:
         category: Annotated[list[str] | None, Query()] = None,
         status: Annotated[list[str] | None, Query()] = None,
         state: Annotated[list[str] | None, Query()] = None,
-        provider: Annotated[list[str] | None, Query()] = None,
+        provider: ProviderNames = None,
         f: Annotated[Literal["json", "geojson"] | None, Query()] = None,
     ) -> Response:
         """A page of sites ordered by id with numberMatched/numberReturned and next/prev links;

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Conn, EngineDep, Prober, Reader, SettingsDep, SiteWriter
 from api.errors import PROBLEM_JSON
 from api.openapi import ref
-from api.params import parse_floats, split_list
+from api.params import ProviderNames, parse_floats, split_list
 from api.queries.card import Period, site_card_json
 from api.queries.sites_json import page_json
 from api.schemas import SiteCard
@@ -328,7 +328,7 @@ def build_router(settings: Settings) -> APIRouter:
         category: Annotated[list[str] | None, Query()] = None,
         status: Annotated[list[str] | None, Query(description="Inventory status.")] = None,
         technology: Annotated[list[str] | None, Query()] = None,
-        provider: Annotated[list[str] | None, Query()] = None,
+        provider: ProviderNames = None,
         text: Annotated[
             str | None, Query(description="Part of the name or key (near misses match).")
         ] = None,
