@@ -72,9 +72,13 @@ def map_settings(tmp_path: Path) -> Settings:
     return Settings(tile_url="", var_dir=tmp_path / "var")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian chromium driven by Playwright (never a downloaded browser)."""
+    """Headless Debian chromium driven by Playwright (never a downloaded browser).
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and later tests call ``asyncio.run``.
+    """
     if not CHROMIUM.exists():
         pytest.fail("Debian chromium is missing: apt-get install chromium")
     from playwright.sync_api import sync_playwright
