@@ -234,7 +234,7 @@ def run_wrk(
         out = subprocess.run(
             [
                 "wrk",
-                "-t2",
+                f"-t{min(2, connections)}",
                 f"-c{connections}",
                 f"-d{duration}s",
                 "--timeout",
@@ -342,7 +342,7 @@ def main() -> None:
         with engine.begin() as conn:
             built = refresh_site_docs(conn)
         print(f"  cached site JSON   {time.perf_counter() - t:6.1f} s ({built:,} rebuilt)")
-        with engine.connect() as conn:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
 
         rng = random.Random(7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,17 +26,8 @@ def _get(url: str, key: str) -> tuple[int, str]:
         return resp.status, resp.read().decode("utf-8", "replace")
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
-    port = free_port(18700)
-    env = dict(
-        os.environ,
-        CONECTADO_DATABASE_URL=db_url,
-        CONECTADO_VAR_DIR=str(tmp_path),
-        CONECTADO_TILE_URL="",
-        COLUMNS="160",
-        NO_COLOR="1",
-    )
+def _start_demo(env: dict[str, str], port: int) -> tuple[subprocess.Popen[str], str]:
+    """Start the demo and read its output until it is ready (or fails, or 400 s pass)."""
     proc = subprocess.Popen(
         [CONECTADO, "demo", "--sites", "2000", "--interval", "10", "--port", str(port)],
         cwd=PROJECT_ROOT,
@@ -46,38 +38,80 @@ def test_demo_runs_end_to_end_and_stops_cleanly(db_url: str, tmp_path: Path) -> 
     )
     lines: list[str] = []
     deadline = time.monotonic() + 400
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Press Ctrl-C" in line or time.monotonic() > deadline:
-                break
-        out = "".join(lines)
-        assert "Press Ctrl-C" in out, out[-3000:]
-        key = re.search(r"Admin API key\s+(\S+)", out)
-        assert key, out[-3000:]
-        assert re.search(r"Sites up [\d,]+ · degraded [\d,]+ · down [\d,]+", out)
-        assert "Uncovered municipalities:" in out
-        for name in ("coverage", "health"):
-            assert (tmp_path / "maps" / f"{name}.html").stat().st_size > 10_000, name
-        assert re.search(
-            r"Population without a working site within 5 km: [\d,]+ of "
-            r"126,014,024",
-            out,
-        )
-        tech = re.search(r"Technician page\s+(http://\S+)", out)
-        assert tech, out[-3000:]
-        base = f"http://127.0.0.1:{port}"
-        for url in (f"{base}/", f"{base}/coverage", tech.group(1), f"{base}/docs"):
-            status, body = _get(url, key.group(1))
-            assert status == 200, url
-            assert "<html" in body.lower(), url
-        status, body = _get(f"{base}/healthz", key.group(1))
-        assert status == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=120)
-    out = "".join(lines) + rest
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line or time.monotonic() > deadline:
+            break
+    return proc, "".join(lines)
+
+
+def _stop_demo(proc: subprocess.Popen[str], out: str) -> str:
+    """Ctrl-C the demo; assert it stopped what it started; return its whole output."""
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    out += rest
     assert proc.returncode == 0, out[-3000:]
     assert "Stopped." in out
     assert "stopping lab agents" in out
+    return out
+
+
+def _check_served(out: str, port: int) -> None:
+    """The summary's figures are there and its URLs answer."""
+    assert "Press Ctrl-C" in out, out[-3000:]
+    key = re.search(r"Admin API key\s+(\S+)", out)
+    assert key, out[-3000:]
+    assert re.search(r"Sites up [\d,]+ · degraded [\d,]+ · down [\d,]+", out)
+    assert "Uncovered municipalities:" in out
+    assert re.search(r"Population without a working site within 5 km: [\d,]+ of 126,014,024", out)
+    tech = re.search(r"Technician page\s+(http://\S+)", out)
+    assert tech, out[-3000:]
+    base = f"http://127.0.0.1:{port}"
+    for url in (f"{base}/", f"{base}/coverage", tech.group(1), f"{base}/docs"):
+        status, body = _get(url, key.group(1))
+        assert status == 200, url
+        assert "<html" in body.lower(), url
+    status, _ = _get(f"{base}/healthz", key.group(1))
+    assert status == 200
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: Path) -> None:
+    port = free_port(18700)
+    env = dict(
+        os.environ,
+        CONECTADO_DATABASE_URL=db_url,
+        CONECTADO_VAR_DIR=str(tmp_path),
+        CONECTADO_TILE_URL="",
+        COLUMNS="160",
+        NO_COLOR="1",
+    )
+    proc, out = _start_demo(env, port)
+    try:
+        _check_served(out, port)
+        for name in ("coverage", "health"):
+            assert (tmp_path / "maps" / f"{name}.html").stat().st_size > 10_000, name
+        assert "Sites probed in the first round" in out
+    finally:
+        _stop_demo(proc, out)
+
+    # Again, with the requested port taken: it says so, picks another, and reuses the
+    # inventory, the import and the earlier round instead of redoing them.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        began = time.monotonic()
+        proc, out = _start_demo(env, port)
+        try:
+            ready_s = time.monotonic() - began
+            assert f"port {port} is taken; using" in out, out[-3000:]
+            chosen = re.search(r"port \d+ is taken; using (\d+)", out)
+            assert chosen
+            _check_served(out, int(chosen.group(1)))
+            assert "reusing" in out
+            assert re.search(r"inserted 0\s+updated 0\s+unchanged 2,000", out), out[-3000:]
+            assert "every site was probed by an earlier run" in out
+            print(f"second demo ready in {ready_s:.1f} s")
+        finally:
+            _stop_demo(proc, out)
