@@ -99,6 +99,7 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: 
     # Again, with the requested port taken: it says so, picks another, and reuses the
     # inventory, the import and the earlier round instead of redoing them.
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
         taken.bind(("127.0.0.1", port))
         taken.listen()
         began = time.monotonic()
