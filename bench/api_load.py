@@ -16,7 +16,7 @@ requests/s and p50/p95/p99 latency:
 - baseline bbox GeoJSON with the cached site JSON emptied, so every site is serialised per
   request (what the cache saves).
 
-    .venv/bin/python bench/api.py [--workers 2] [--duration 20] [--connections 32] [--keep]
+    .venv/bin/python bench/api_load.py [--workers 2] [--duration 20] [--connections 32] [--keep]
 """
 
 from __future__ import annotations
