@@ -341,12 +341,15 @@ def _summary(
 ) -> None:
     console.rule("[bold green]Conectado is running")
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # URLs and the key wrap rather than lose characters
     table.add_row("Operator dashboard", f"{base}/")
     table.add_row("Planner coverage page", f"{base}/coverage")
     if figures.sample_site:
         table.add_row("Technician page", f"{base}/sites/{figures.sample_site}")
     table.add_row("API docs", f"{base}/docs")
     table.add_row("Admin API key", key)
+    table.add_row("", f"(also in {run.root / 'admin.key'})")
     for name, path in maps.items():
         table.add_row(f"{name} map (file)", str(path))
     console.print(table)
