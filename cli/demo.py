@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -207,10 +208,8 @@ def _wait_first_round(
         task.finish()
 
 
-def _maps(run: DemoRun, eng: Engine) -> dict[str, Path]:
-    """Render the three maps as self-contained HTML files in var/maps (they work offline)."""
-    out = run.cfg.path(run.cfg.var_dir) / "maps"
-    out.mkdir(parents=True, exist_ok=True)
+def _map_renders(run: DemoRun, eng: Engine) -> dict[str, Callable[[], str]]:
+    """The three maps' renderers by name (the site map shows the first site that is up)."""
     with eng.connect() as conn:
         sample = conn.execute(
             text(
@@ -224,6 +223,13 @@ def _maps(run: DemoRun, eng: Engine) -> dict[str, Path]:
     }
     if sample:
         renders[f"site {sample}"] = lambda: render_site_map(eng, run.cfg, str(sample))
+    return renders
+
+
+def _write_maps(run: DemoRun, renders: dict[str, Callable[[], str]]) -> dict[str, Path]:
+    """Render maps as self-contained HTML files in var/maps (they work offline)."""
+    out = run.cfg.path(run.cfg.var_dir) / "maps"
+    out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, render in renders.items():
         began = time.perf_counter()
@@ -234,6 +240,27 @@ def _maps(run: DemoRun, eng: Engine) -> dict[str, Path]:
             f"{time.perf_counter() - began:.1f} s)"
         )
         written[name] = path
+    return written
+
+
+def _coverage_and_maps(run: DemoRun, eng: Engine) -> dict[str, Path]:
+    """Compute coverage and write the three maps.
+
+    The health and site maps do not depend on coverage, so a second thread renders them
+    meanwhile; most of both jobs is PostGIS work, which runs beside the GIL.
+    """
+    renders = _map_renders(run, eng)
+    coverage_map = {"coverage": renders.pop("coverage")}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        others = pool.submit(_write_maps, run, renders)
+        with rich_progress() as progress:
+            result = compute_coverage(eng, run.cfg, progress=progress)
+        console.print(
+            f"coverage computed in {result.duration_s:.1f} s "
+            f"({result.working_sites:,} working sites, basis {result.basis})"
+        )
+        written = _write_maps(run, coverage_map)
+        written.update(others.result())
     return written
 
 
@@ -505,16 +532,7 @@ def _demo(
             _child_env(cfg, url),
         )
 
-        def coverage() -> dict[str, Path]:
-            with rich_progress() as progress:
-                result = compute_coverage(eng, cfg, progress=progress)
-            console.print(
-                f"coverage computed in {result.duration_s:.1f} s "
-                f"({result.working_sites:,} working sites, basis {result.basis})"
-            )
-            return _maps(run, eng)
-
-        maps = run.step("Coverage and maps", coverage)
+        maps = run.step("Coverage and maps", lambda: _coverage_and_maps(run, eng))
 
         def api() -> str:
             key = _admin_key(eng, run.root)
