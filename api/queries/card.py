@@ -82,34 +82,49 @@ _CARD_SQL = """
 WITH s AS (
     SELECT * FROM sites WHERE site_key = :key
 ),
-rolled AS (
-    SELECT coalesce(max(h.hour) + interval '1 hour', '-infinity'::timestamptz) AS until
-    FROM rollup_site_hourly h, s WHERE h.site_id = s.id
-      AND h.hour >= date_trunc('hour', now() - interval '30 days')
-),
-windows(name, span) AS (
-    VALUES ('24h', interval '24 hours'), ('7d', interval '7 days'), ('30d', interval '30 days')
+hourly AS (
+    -- One pass over the 30-day window (index-only, on ix_rollup_site_hourly_uptime) for all
+    -- three windows and for where the rollups end.
+    SELECT max(h.hour) + interval '1 hour' AS until,
+           sum(h.rounds) FILTER (WHERE h.hour >= date_trunc('hour', now() - interval '24 hours'))
+               AS rounds_24h,
+           sum(h.up_rounds) FILTER (WHERE h.hour >= date_trunc('hour', now() - interval '24 hours'))
+               AS up_24h,
+           sum(h.rounds) FILTER (WHERE h.hour >= date_trunc('hour', now() - interval '7 days'))
+               AS rounds_7d,
+           sum(h.up_rounds) FILTER (WHERE h.hour >= date_trunc('hour', now() - interval '7 days'))
+               AS up_7d,
+           sum(h.rounds) AS rounds_30d,
+           sum(h.up_rounds) AS up_30d
+    FROM rollup_site_hourly h, s
+    WHERE h.site_id = s.id AND h.hour >= date_trunc('hour', now() - interval '30 days')
 ),
 raw_rounds AS (
     SELECT r.round_id, min(r.ts) AS ts, bool_or(r.state = 'up') AS up
-    FROM probe_results r, s, rolled
-    WHERE r.site_id = s.id AND r.ts >= greatest(rolled.until, now() - interval '30 days')
+    FROM probe_results r, s, hourly
+    WHERE r.site_id = s.id
+      AND r.ts >= greatest(coalesce(hourly.until, '-infinity'::timestamptz),
+                           now() - interval '30 days')
     GROUP BY r.round_id
 ),
-uptime AS (
-    SELECT w.name,
-           coalesce(hr.rounds, 0) + coalesce(rr.rounds, 0) AS rounds,
-           coalesce(hr.up, 0) + coalesce(rr.up, 0) AS up
-    FROM windows w
-    CROSS JOIN LATERAL (
-        SELECT sum(h.rounds) AS rounds, sum(h.up_rounds) AS up
-        FROM rollup_site_hourly h, s
-        WHERE h.site_id = s.id AND h.hour >= date_trunc('hour', now() - w.span)
-    ) hr
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS rounds, count(*) FILTER (WHERE x.up) AS up
-        FROM raw_rounds x WHERE x.ts >= now() - w.span
-    ) rr
+raw AS (
+    SELECT count(*) FILTER (WHERE x.ts >= now() - interval '24 hours') AS rounds_24h,
+           count(*) FILTER (WHERE x.ts >= now() - interval '24 hours' AND x.up) AS up_24h,
+           count(*) FILTER (WHERE x.ts >= now() - interval '7 days') AS rounds_7d,
+           count(*) FILTER (WHERE x.ts >= now() - interval '7 days' AND x.up) AS up_7d,
+           count(*) AS rounds_30d,
+           count(*) FILTER (WHERE x.up) AS up_30d
+    FROM raw_rounds x
+),
+uptime(name, rounds, up) AS (
+    SELECT '24h', coalesce(h.rounds_24h, 0) + r.rounds_24h, coalesce(h.up_24h, 0) + r.up_24h
+    FROM hourly h, raw r
+    UNION ALL
+    SELECT '7d', coalesce(h.rounds_7d, 0) + r.rounds_7d, coalesce(h.up_7d, 0) + r.up_7d
+    FROM hourly h, raw r
+    UNION ALL
+    SELECT '30d', coalesce(h.rounds_30d, 0) + r.rounds_30d, coalesce(h.up_30d, 0) + r.up_30d
+    FROM hourly h, raw r
 ),
 series AS ({series})
 SELECT json_build_object(
@@ -166,9 +181,15 @@ SELECT json_build_object(
                    coalesce(i.duration_s, extract(epoch FROM now() - i.started_at))::float8
                        AS duration_s,
                    i.last_error, i.acknowledged_by, i.acknowledged_at, i.comment
-            FROM incidents i, s
-            WHERE i.site_id = s.id
-               OR i.id IN (SELECT z.incident_id FROM incident_sites z WHERE z.site_id = s.id)
+            FROM incidents i
+            WHERE i.id IN (
+                -- Two index lookups (its own incidents, municipal ones it belongs to), not an
+                -- OR that would scan every incident.
+                (SELECT i2.id FROM incidents i2, s WHERE i2.site_id = s.id
+                 ORDER BY i2.started_at DESC LIMIT :recent)
+                UNION
+                (SELECT z.incident_id FROM incident_sites z, s WHERE z.site_id = s.id
+                 ORDER BY z.joined_at DESC LIMIT :recent))
             ORDER BY i.started_at DESC LIMIT :recent
         ) x
     ), '[]'::json),
