@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import (
     Permission,
@@ -49,20 +50,21 @@ session_cookie = APIKeyCookie(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """Return the settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """Return the engine opened in the app's lifespan."""
     engine: Engine = request.app.state.engine
     return engine
 
 
 def _connection(request: Request) -> Iterator[Connection]:
-    with get_engine(request).begin() as conn:
+    engine: Engine = request.app.state.engine
+    with engine.begin() as conn:
         yield conn
 
 
@@ -120,25 +122,37 @@ class PrincipalCache:
             return True
 
 
-def _resolve(
+def _check_token(
+    engine: Engine, check: Callable[[Connection, str], Principal | None], secret: str
+) -> Principal | None:
+    with engine.begin() as conn:
+        return check(conn, secret)
+
+
+def _touch(engine: Engine, key_id: int) -> None:
+    with engine.begin() as conn:
+        touch_key(conn, key_id)
+
+
+async def _resolve(
     request: Request, kind: str, secret: str, check: Callable[[Connection, str], Principal | None]
 ) -> Principal | None:
+    # Async so that a cached token costs no thread hop; only the database work goes to a thread.
     cache: PrincipalCache = request.app.state.principal_cache
+    engine: Engine = request.app.state.engine
     digest = token_sha256(kind + ":" + secret)
     cached = cache.get(digest)
     if cached is not None:
         principal = cached.principal
     else:
-        with get_engine(request).begin() as conn:
-            principal = check(conn, secret)
+        principal = await run_in_threadpool(_check_token, engine, check, secret)
         cache.put(digest, principal)
     if principal is not None and cache.due_for_touch(principal.key_id):
-        with get_engine(request).begin() as conn:
-            touch_key(conn, principal.key_id)
+        await run_in_threadpool(_touch, engine, principal.key_id)
     return principal
 
 
-def optional_caller(
+async def optional_caller(
     request: Request,
     x_api_key: Annotated[str | None, Security(api_key_header)] = None,
     authorization: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
@@ -147,14 +161,14 @@ def optional_caller(
     """Return the caller if a valid key or session came with the request, else None."""
     token = x_api_key or (authorization.credentials if authorization else None)
     if token:
-        principal = _resolve(request, "key", token, authenticate_token)
+        principal = await _resolve(request, "key", token, authenticate_token)
         if principal is None:
             raise Unauthorized(
                 "The API key is not valid (unknown, revoked or expired). Ask an admin for a "
                 "key (`conectado keys create`) and send it in the X-API-Key header."
             )
     elif session:
-        principal = _resolve(request, "session", session, session_principal)
+        principal = await _resolve(request, "session", session, session_principal)
         if (
             principal is not None
             and request.method not in _SAFE_METHODS
@@ -170,7 +184,7 @@ def optional_caller(
     return principal
 
 
-def current_caller(
+async def current_caller(
     principal: Annotated[Principal | None, Depends(optional_caller)],
 ) -> Principal:
     """Return the authenticated caller or raise 401."""
@@ -185,10 +199,10 @@ def current_caller(
 Caller = Annotated[Principal, Depends(current_caller)]
 
 
-def require(permission: Permission) -> Callable[[Principal], Principal]:
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """Return a dependency that lets through callers whose role holds ``permission``."""
 
-    def dependency(principal: Caller) -> Principal:
+    async def dependency(principal: Caller) -> Principal:
         if not principal.can(permission):
             allowed = ", ".join(r.value for r in roles_allowed(permission))
             raise Forbidden(

@@ -45,7 +45,7 @@ def allowed_query_names(route: APIRoute) -> frozenset[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Raise a 422 validation error for each query parameter the route does not declare."""
     if not request.query_params:
         return
