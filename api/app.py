@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from api.cache import GZIP_LEVEL, ReadCache, listen_for_changes
 from api.deps import PrincipalCache
 from api.errors import install_error_handlers
 from api.middleware import RequestRecorder
@@ -86,9 +88,23 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             if (interval := settings.api_docs_refresh_seconds) > 0
             else None
         )
+        listener = (
+            asyncio.create_task(
+                listen_for_changes(
+                    app.state.read_cache,
+                    app.state.engine.url.render_as_string(hide_password=False),
+                )
+            )
+            if app.state.read_cache.configured
+            else None
+        )
         try:
             yield
         finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             if refresher is not None:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -110,7 +126,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     if engine is not None:  # usable even by clients that skip the lifespan (ASGI test tools)
         app.state.engine = engine
     app.state.principal_cache = PrincipalCache(settings.api_key_cache_seconds)
+    app.state.read_cache = ReadCache(
+        settings.api_cache_seconds,
+        settings.api_cache_probe_lag_seconds,
+        settings.api_cache_mb << 20,
+    )
     install_error_handlers(app)
+    # Field technicians are often on slow links: a 1,000-site page or a map shrinks ~8x.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=GZIP_LEVEL)
     app.add_middleware(RequestRecorder)
     app.mount("/static/maps", StaticFiles(directory=MAP_ASSETS), name="map-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

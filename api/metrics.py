@@ -32,6 +32,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=None,
 )
+CACHE = Counter(
+    "conectado_api_cache_lookups",
+    "Site cards and searches answered from the worker's read cache (hit) or built (miss).",
+    ["result"],
+    registry=None,
+)
 
 
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -149,5 +155,6 @@ def render_metrics(engine: Engine) -> bytes:
     else:
         registry.register(REQUESTS)
         registry.register(LATENCY)
+        registry.register(CACHE)
     registry.register(PlatformCollector(engine))
     return generate_latest(registry)

@@ -57,11 +57,17 @@ class RequestRecorder:
             return
         start = time.perf_counter()
         status = 500
+        writes = scope["method"] in _WRITE_METHODS
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if writes:
+                    # The write has committed (routes commit before responding); the caller's
+                    # next read from this worker must see it, without waiting for the
+                    # database's change notification.
+                    scope["app"].state.read_cache.invalidate()
             await send(message)
 
         try:

@@ -170,6 +170,24 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an API worker reuses a rendered health map (0: render each time).",
     )
+    api_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Longest an API worker reuses a site card or site search while nothing "
+        "is probed; an edit of sites, incidents or maintenance empties the cache at once "
+        "(0: no cache).",
+    )
+    api_cache_probe_lag_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How late a reused card or search may show new probe results while "
+        "rounds are being written.",
+    )
+    api_cache_mb: int = Field(
+        default=128, ge=0, le=65536, description="Memory each API worker gives that cache."
+    )
     api_cookie_secure: bool = Field(
         default=False,
         description="Mark the session cookie Secure (set true when served over HTTPS).",

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Connection, Engine, text
 from starlette.concurrency import run_in_threadpool
 
+from api.cache import cached_or_built
 from api.deps import Conn, EngineDep, Prober, Reader, SettingsDep, SiteWriter
 from api.errors import PROBLEM_JSON
 from api.openapi import ref
@@ -224,6 +225,12 @@ def live_probe(engine: Engine, settings: Settings, site_key: str) -> LiveProbe:
                     snmp = SnmpSeen(**{k: row[k] for k in SnmpSeen.model_fields})
                 else:
                     http = HttpSeen(**{k: row[k] for k in HttpSeen.model_fields})
+    if summary.written or summary.already_written:
+        # A person asked for this probe and will read the card next, maybe from another
+        # worker: announce it as an edit (every worker empties its read cache), not as the
+        # routine probe data that cached cards may show a few seconds late (api/cache.py).
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('conectado_changes', 'live_probe')"))
     state = "up" if summary.up else "degraded" if summary.degraded else "down"
     return LiveProbe(
         site_key=site_key,
@@ -303,9 +310,8 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Search sites (JSON or GeoJSON)",
         responses={200: {"content": {GEOJSON: {"schema": ref(SitesFeatureCollection)}}}},
     )
-    def search(
+    async def search(
         request: Request,
-        conn: Conn,
         caller: Reader,
         bbox: Annotated[
             str | None,
@@ -357,28 +363,37 @@ def build_router(settings: Settings) -> APIRouter:
             text=text,
         )
         geojson = wants_geojson(request, f)
-        page = page_json(
-            conn,
-            flt,
-            after_id=after_id,
-            limit=min(limit, nearest) if nearest else limit,
-            geojson=geojson,
-        )
-        nxt = "null"
-        if page.more and page.last_id is not None and not flt.by_distance:
-            nxt = '"' + str(request.url.include_query_params(after_id=page.last_id)) + '"'
-        if geojson:
-            body = (
-                f'{{"type":"FeatureCollection","numberReturned":{page.returned},'
-                f'"next":{nxt},"features":[{page.items}]}}'
+        engine: Engine = request.app.state.engine
+        url = request.url
+
+        def build() -> tuple[str, str]:
+            with engine.begin() as conn:
+                page = page_json(
+                    conn,
+                    flt,
+                    after_id=after_id,
+                    limit=min(limit, nearest) if nearest else limit,
+                    geojson=geojson,
+                )
+            nxt = "null"
+            if page.more and page.last_id is not None and not flt.by_distance:
+                nxt = '"' + str(url.include_query_params(after_id=page.last_id)) + '"'
+            if geojson:
+                return (
+                    f'{{"type":"FeatureCollection","numberReturned":{page.returned},'
+                    f'"next":{nxt},"features":[{page.items}]}}',
+                    GEOJSON,
+                )
+            after = page.last_id if nxt != "null" else None
+            return (
+                f'{{"count":{page.returned},"next_after":{"null" if after is None else after},'
+                f'"next":{nxt},"data":[{page.items}]}}',
+                "application/json",
             )
-            return Response(body, media_type=GEOJSON)
-        after = page.last_id if nxt != "null" else None
-        body = (
-            f'{{"count":{page.returned},"next_after":{"null" if after is None else after},'
-            f'"next":{nxt},"data":[{page.items}]}}'
-        )
-        return Response(body, media_type="application/json")
+
+        response = await cached_or_built(request, ("search", str(url), geojson), build)
+        assert response is not None  # build always answers
+        return response
 
     @router.post(
         "",
@@ -457,16 +472,23 @@ def build_router(settings: Settings) -> APIRouter:
         summary="A site's card",
         responses={404: {"description": "No site has that key."}},
     )
-    def get_card(
-        site_key: SiteKey, conn: Conn, caller: Reader, period: Period = Period.H24
+    async def get_card(
+        request: Request, site_key: SiteKey, caller: Reader, period: Period = Period.H24
     ) -> Response:
         """Return inventory (no secrets), current status, uptime 24 h / 7 d / 30 d, the series
         of the period (raw results up to 48 h, hourly rollups up to 30 d, daily beyond),
         recent incidents, reboots and the nearest sites."""
-        body = site_card_json(conn, site_key, period=period)
-        if body is None:
+        engine: Engine = request.app.state.engine
+
+        def build() -> tuple[str, str] | None:
+            with engine.begin() as conn:
+                body = site_card_json(conn, site_key, period=period)
+            return None if body is None else (body, "application/json")
+
+        response = await cached_or_built(request, ("card", site_key, period.value), build)
+        if response is None:
             raise NotFound(f"site {site_key!r}: no site has that key.")
-        return Response(body, media_type="application/json")
+        return response
 
     @router.patch("/{site_key}", response_model=SitePublic, summary="Change a site")
     def patch_site(

@@ -24,11 +24,17 @@ from tests.results.lab_sites import write_lab_csv
 
 @pytest.fixture
 def api_settings(db_url: str, tmp_path: Path) -> Settings:
-    """Settings on this test's database; keys checked on every request."""
+    """Settings on this test's database; keys checked and responses built on every request.
+
+    Tests here often write the database directly and read through the API at once; the read
+    cache (which would show such a write a few milliseconds later) has its own tests in
+    test_cache.py.
+    """
     return Settings(
         database_url=db_url,
         var_dir=tmp_path / "var",
         api_key_cache_seconds=0,
+        api_cache_seconds=0,
         api_docs_refresh_seconds=0,
     )
 
@@ -198,6 +204,7 @@ def lab_settings(db_url: str, tmp_path: Path, api_lab: ApiLab) -> Settings:
         database_url=db_url,
         var_dir=tmp_path / "var",
         api_key_cache_seconds=0,
+        api_cache_seconds=0,
         api_docs_refresh_seconds=0,
         http_ca_file=api_lab.ca_file,
         snmp_timeout=1.0,

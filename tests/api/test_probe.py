@@ -58,3 +58,34 @@ def test_live_probe_of_a_lab_site(engine: Engine, lab_settings: Settings, api_la
         r = client.post(f"/api/sites/{key}/probe", headers=auth(tech))
         assert r.status_code == 409 and "planned" in r.json()["detail"]
         assert client.post("/api/sites/NOPE/probe", headers=auth(tech)).status_code == 404
+
+
+def test_a_live_probe_shows_on_cards_cached_by_other_workers(
+    engine: Engine, lab_settings: Settings, api_lab: ApiLab
+) -> None:
+    # Two apps on one database stand for two uvicorn workers. Worker A caches the card with a
+    # long probe lag; the technician's probe goes to worker B; A must drop its copy at once
+    # (the probe is announced as an edit), not after the lag routine probe data gets.
+    insert_sites(engine, api_lab.rows)
+    with engine.begin() as conn:
+        tech = create_key(conn, name="tech", role=Role.TECHNICIAN, created_by="t").token
+    key = api_lab.healthy[1]
+    cached = lab_settings.model_copy(
+        update={"api_cache_seconds": 300.0, "api_cache_probe_lag_seconds": 300.0}
+    )
+    app_a = create_app(cached, engine=engine)
+    with _client(cached, engine) as worker_b, TestClient(app_a) as worker_a:
+        deadline = time.monotonic() + 10
+        while not app_a.state.read_cache.live:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        card = f"/api/sites/{key}/card"
+        assert worker_a.get(card, headers=auth(tech)).json()["status"] is None  # never probed
+        assert worker_a.get(card, headers=auth(tech)).headers["cache-status"] == "conectado; hit"
+        r = worker_b.post(f"/api/sites/{key}/probe", headers=auth(tech))
+        assert r.status_code == 200 and r.json()["state"] == "up", r.text
+        deadline = time.monotonic() + 3
+        while (status := worker_a.get(card, headers=auth(tech)).json()["status"]) is None:
+            assert time.monotonic() < deadline, "worker A still shows the card from before"
+            time.sleep(0.05)
+        assert status["state"] == "up"
