@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
+from api.cache import cached_or_built
 from api.deps import Conn, CoverageReader, Reader
 from api.openapi import ref
 from api.params import ProviderNames, parse_floats
@@ -290,9 +291,8 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Sites as GeoJSON features",
         responses={200: {"content": {GEOJSON: {"schema": ref(OgcSitesPage)}}}},
     )
-    def site_items(
+    async def site_items(
         request: Request,
-        conn: Conn,
         caller: Reader,
         bbox: Bbox = None,
         limit: Limit = 10,
@@ -318,16 +318,27 @@ def build_router(settings: Settings) -> APIRouter:
             provider=provider,
             text=None,
         )
-        page = page_json(conn, flt, offset=offset, limit=limit, geojson=True)
-        matched = count_sites(conn, flt)
-        links = _links(request, matched=matched, returned=page.returned, offset=offset, limit=limit)
-        stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        body = (
-            f'{{"type":"FeatureCollection","numberMatched":{matched},'
-            f'"numberReturned":{page.returned},"timeStamp":"{stamp}","links":{links},'
-            f'"features":[{page.items}]}}'
-        )
-        return Response(body, media_type=GEOJSON)
+        engine: Engine = request.app.state.engine
+
+        def build() -> tuple[str, str]:
+            with engine.begin() as conn:
+                page = page_json(conn, flt, offset=offset, limit=limit, geojson=True)
+                matched = count_sites(conn, flt)
+            links = _links(
+                request, matched=matched, returned=page.returned, offset=offset, limit=limit
+            )
+            stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            body = (
+                f'{{"type":"FeatureCollection","numberMatched":{matched},'
+                f'"numberReturned":{page.returned},"timeStamp":"{stamp}","links":{links},'
+                f'"features":[{page.items}]}}'
+            )
+            return body, GEOJSON
+
+        # QGIS asks again for the same extents as the user pans and zooms back.
+        response = await cached_or_built(request, ("ogc-sites", str(request.url)), build)
+        assert response is not None  # build always answers
+        return response
 
     @router.get(
         "/collections/sites/items/{feature_id}",

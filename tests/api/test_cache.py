@@ -82,6 +82,11 @@ def test_second_read_is_the_same_response_from_the_cache(
     assert (_status(s1), _status(s2)) == ("conectado; fwd=miss", "conectado; hit")
     assert s2.json() == s1.json() and s1.json()["numberReturned"] == 5
 
+    ogc = "/ogc/collections/sites/items?bbox=-120,10,-80,35&limit=3"
+    o1, o2 = client.get(ogc, headers=headers), client.get(ogc, headers=headers)
+    assert (_status(o1), _status(o2)) == ("conectado; fwd=miss", "conectado; hit")
+    assert o2.json() == o1.json() and o1.json()["numberReturned"] == 3
+
 
 def test_a_cached_response_still_needs_a_valid_key(
     cached: tuple[TestClient, FastAPI], role_keys: dict[Role, str]
