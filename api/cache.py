@@ -3,12 +3,15 @@ database's change notifications.
 
 Every statement that writes a table those responses read sends ``NOTIFY conectado_changes``
 with the table's name (migration 0007); each API worker listens on its own connection.
-- An edit (sites, secrets, incidents, maintenance windows, the geography) empties the cache at
-  once: what a person changed shows in the next read, from any worker. Writes through the API
-  empty the worker's cache before the response leaves, without waiting for the notification.
-- New probe data (results, site states, reboots, rollups) arrives in batches every second or
-  two while a round runs, so it does not empty the cache: it makes every entry built before it
-  expire ``api_cache_probe_lag_seconds`` after that entry was built. A card therefore shows
+- An edit empties the cache at once: what a person changed shows in the next read, from any
+  worker. Edits are writes to sites, secrets, maintenance windows or the geography (from the
+  CLI or anywhere), and every successful write through the API (an acknowledgement, a live
+  probe...), which the API announces itself and also applies to its own worker before the
+  response leaves.
+- New probe data (results, site states, reboots, rollups, the incidents the scheduler opens
+  and closes) arrives in batches every second or two while a round runs, so it does not empty
+  the cache: it makes every entry built before it expire ``api_cache_probe_lag_seconds`` after
+  that entry was built. A card therefore shows
   new probe results at most that late; while nothing is probed, entries live
   ``api_cache_seconds``, which also bounds values relative to now (an open incident's
   duration).
@@ -50,8 +53,14 @@ PROBE_DATA = frozenset(
         "rollup_site_hourly",
         "rollup_site_daily",
         "api_site_docs",
+        # Opened and closed by the scheduler after every probe batch (its statements run even
+        # when they change nothing); people's acknowledgements come through the API, whose
+        # writes are announced as edits (api.middleware).
+        "incidents",
+        "incident_sites",
     }
 )
+EDIT_ANNOUNCEMENT = "api_write"
 
 
 @dataclass(slots=True, frozen=True)

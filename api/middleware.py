@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal
+from api.cache import CHANNEL, EDIT_ANNOUNCEMENT
 from api.metrics import record_request
 
 log = logging.getLogger("conectado.api")
@@ -44,6 +45,14 @@ def _write_audit(
         log.warning("could not write the audit row for %s %s (%s)", method, path, status)
 
 
+def _announce_edit(engine: Engine) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": EDIT_ANNOUNCEMENT})
+    except SQLAlchemyError:
+        log.warning("could not announce an API write to the other workers' read caches")
+
+
 class RequestRecorder:
     """Record method, route template, status and duration of each HTTP request."""
 
@@ -64,10 +73,13 @@ class RequestRecorder:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if writes:
-                    # The write has committed (routes commit before responding); the caller's
-                    # next read from this worker must see it, without waiting for the
-                    # database's change notification.
-                    scope["app"].state.read_cache.invalidate()
+                    # The write has committed (routes commit before responding): this worker's
+                    # next read must see it at once, and the other workers' too, even where it
+                    # touched only tables they treat as routine probe data (api/cache.py).
+                    state = scope["app"].state
+                    state.read_cache.invalidate()
+                    if status < 400 and scope["path"] not in _NOT_AUDITED:
+                        await run_in_threadpool(_announce_edit, state.engine)
             await send(message)
 
         try:

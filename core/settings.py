@@ -175,8 +175,7 @@ class Settings(BaseSettings):
         ge=0,
         le=3600,
         description="Longest an API worker reuses a site card or site search while nothing "
-        "is probed; an edit of sites, incidents or maintenance empties the cache at once "
-        "(0: no cache).",
+        "is probed; an edit empties the cache at once (0: no cache).",
     )
     api_cache_probe_lag_seconds: float = Field(
         default=10.0,

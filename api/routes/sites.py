@@ -225,12 +225,6 @@ def live_probe(engine: Engine, settings: Settings, site_key: str) -> LiveProbe:
                     snmp = SnmpSeen(**{k: row[k] for k in SnmpSeen.model_fields})
                 else:
                     http = HttpSeen(**{k: row[k] for k in HttpSeen.model_fields})
-    if summary.written or summary.already_written:
-        # A person asked for this probe and will read the card next, maybe from another
-        # worker: announce it as an edit (every worker empties its read cache), not as the
-        # routine probe data that cached cards may show a few seconds late (api/cache.py).
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_notify('conectado_changes', 'live_probe')"))
     state = "up" if summary.up else "degraded" if summary.degraded else "down"
     return LiveProbe(
         site_key=site_key,

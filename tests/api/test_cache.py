@@ -155,6 +155,24 @@ def test_new_probe_data_shows_within_the_probe_lag(
     assert fresh.json()["status"]["latency_ms"] == 4321
 
 
+def test_the_schedulers_routine_statements_do_not_empty_the_cache(
+    cached: tuple[TestClient, FastAPI], seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    # After every probe batch the incident evaluator runs its statements, most changing
+    # nothing; they must not throw away every card each second or two.
+    client, app = cached
+    headers = auth(role_keys[Role.VIEWER])
+    built_at = time.monotonic()
+    client.get(CARD, headers=headers)
+    with seeded.begin() as conn:
+        conn.execute(text("UPDATE incidents SET comment = comment WHERE false"))
+        conn.execute(text("UPDATE incident_sites SET recovered_at = now() WHERE false"))
+    cache: ReadCache = app.state.read_cache
+    _wait(lambda: cache._probe_data_at > built_at, 2.0)
+    if time.monotonic() - built_at < 2.5:
+        assert _status(client.get(CARD, headers=headers)) == "conectado; hit"
+
+
 def test_lost_notifications_turn_the_cache_off_until_they_return(
     cached: tuple[TestClient, FastAPI], seeded: Engine, role_keys: dict[Role, str]
 ) -> None:

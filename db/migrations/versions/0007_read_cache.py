@@ -3,7 +3,8 @@ and an index that answers the card's uptime from the index alone.
 
 Each statement that writes one of those tables sends ``NOTIFY conectado_changes`` (statement
 level, so a COPY of 100,000 results is one notification, and PostgreSQL folds repeats inside a
-transaction into one, delivered at commit). API workers listen and empty their cache.
+transaction into one, delivered at commit). API workers listen; api/cache.py decides what a
+change to each table means for the responses they keep.
 
 Revision ID: 0007_read_cache
 Revises: 0006_api
