@@ -127,6 +127,15 @@ def test_a_write_through_the_api_shows_in_the_next_read(
     assert after.json()["site"]["name"] == "Por la API"
 
 
+def _write_probe_data(engine: Engine, app: FastAPI, since: float, *statements: str) -> None:
+    """Run ``statements`` as the scheduler would; return once the worker has heard of them."""
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    cache: ReadCache = app.state.read_cache
+    _wait(lambda: cache._probe_data_at > since, 2.0)
+
+
 def test_new_probe_data_shows_within_the_probe_lag(
     cached: tuple[TestClient, FastAPI], seeded: Engine, role_keys: dict[Role, str]
 ) -> None:
@@ -134,15 +143,13 @@ def test_new_probe_data_shows_within_the_probe_lag(
     headers = auth(role_keys[Role.VIEWER])
     built_at = time.monotonic()
     before = client.get(CARD, headers=headers).json()["status"]["latency_ms"]
-    with seeded.begin() as conn:  # as the scheduler writes a probe batch
-        conn.execute(
-            text(
-                "UPDATE site_status SET latency_ms = 4321 "
-                "WHERE site_id = (SELECT id FROM sites WHERE site_key = 'TST00001')"
-            )
-        )
-    cache: ReadCache = app.state.read_cache
-    _wait(lambda: cache._probe_data_at > built_at, 2.0)
+    _write_probe_data(
+        seeded,
+        app,
+        built_at,
+        "UPDATE site_status SET latency_ms = 4321 "
+        "WHERE site_id = (SELECT id FROM sites WHERE site_key = 'TST00001')",
+    )
     # Within the lag (3 s) the card built before the batch may still be served...
     if time.monotonic() - built_at < 2.5:
         kept = client.get(CARD, headers=headers)
@@ -164,11 +171,13 @@ def test_the_schedulers_routine_statements_do_not_empty_the_cache(
     headers = auth(role_keys[Role.VIEWER])
     built_at = time.monotonic()
     client.get(CARD, headers=headers)
-    with seeded.begin() as conn:
-        conn.execute(text("UPDATE incidents SET comment = comment WHERE false"))
-        conn.execute(text("UPDATE incident_sites SET recovered_at = now() WHERE false"))
-    cache: ReadCache = app.state.read_cache
-    _wait(lambda: cache._probe_data_at > built_at, 2.0)
+    _write_probe_data(
+        seeded,
+        app,
+        built_at,
+        "UPDATE incidents SET comment = comment WHERE false",
+        "UPDATE incident_sites SET recovered_at = now() WHERE false",
+    )
     if time.monotonic() - built_at < 2.5:
         assert _status(client.get(CARD, headers=headers)) == "conectado; hit"
 
