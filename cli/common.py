@@ -25,7 +25,8 @@ from sqlalchemy.exc import OperationalError
 from core.errors import ConectadoError
 from core.progress import ProgressTask
 from core.settings import Settings, load_settings
-from db.connect import open_engine
+from db.connect import database_url, open_engine
+from db.migrate import upgrade
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -46,9 +47,17 @@ def settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def engine(cfg: Settings, *, pool_size: int = 10) -> Engine:
-    """Open the engine on the configured database (starting the embedded one if needed)."""
-    return open_engine(cfg, pool_size=pool_size, application_name="conectado-cli")
+@contextmanager
+def database(cfg: Settings, *, pool_size: int = 10, migrate: bool = False) -> Iterator[Engine]:
+    """Yield an engine on the configured database (starting the embedded one if needed, and
+    migrating it first with ``migrate``); the engine is disposed of when the block ends."""
+    if migrate:
+        upgrade(database_url(cfg))
+    eng = open_engine(cfg, pool_size=pool_size, application_name="conectado-cli")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
 
 
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.common import console, engine, friendly_errors, rich_progress, settings
-from db.connect import database_url
-from db.migrate import upgrade
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from geo.coverage import CATEGORIES, CoverageRun, compute_coverage
 from geo.coverage_export import LEVELS, export_coverage
 from geo.coverage_queries import (
@@ -56,15 +54,11 @@ def compute(
 ) -> None:
     """Compute coverage for the whole country and store it as a new run."""
     cfg = settings()
-    upgrade(database_url(cfg))
-    eng = engine(cfg)
-    try:
+    with database(cfg, migrate=True) as eng:
         with rich_progress() as progress:
             run = compute_coverage(eng, cfg, radius_km=radius_km, progress=progress)
         with eng.connect() as conn:
             nat = national_coverage(conn, run.id)
-    finally:
-        eng.dispose()
     console.print(_run_line(run))
     console.print(
         f"{run.localities:,} localities, {run.sites:,} sites ({run.active_sites:,} active, "
@@ -83,15 +77,11 @@ def report(
 ) -> None:
     """Print the national summary and the municipalities to serve first."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.connect() as conn:
-            run = get_run(conn, run_id)
-            nat = national_coverage(conn, run.id)
-            munis = municipality_coverage(conn, run.id, cve_ent=state, limit=top)
-            locs = uncovered_localities(conn, run.id, cve_ent=state, limit=10)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.connect() as conn:
+        run = get_run(conn, run_id)
+        nat = national_coverage(conn, run.id)
+        munis = municipality_coverage(conn, run.id, cve_ent=state, limit=top)
+        locs = uncovered_localities(conn, run.id, cve_ent=state, limit=10)
     console.print(_run_line(run))
     summary = Table(title="National coverage", show_header=False)
     summary.add_column("figure")
@@ -179,16 +169,12 @@ def export(
 ) -> None:
     """Export a coverage run for GIS or spreadsheets."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with rich_progress() as progress:
-            step = progress.task(f"exporting {level} coverage", total=1)
-            result = export_coverage(
-                eng, file, level=level, fmt=fmt, run_id=run_id, uncovered_only=uncovered_only
-            )
-            step.finish()
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, rich_progress() as progress:
+        step = progress.task(f"exporting {level} coverage", total=1)
+        result = export_coverage(
+            eng, file, level=level, fmt=fmt, run_id=run_id, uncovered_only=uncovered_only
+        )
+        step.finish()
     console.print(
         f"Wrote {result.rows:,} {result.level} rows of run {result.run_id} to {result.path} "
         f"({result.fmt})."
@@ -200,12 +186,8 @@ def export(
 def runs(limit: int = typer.Option(20, "--limit", min=1)) -> None:
     """List the kept coverage runs, newest first."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.connect() as conn:
-            kept = list_runs(conn, limit=limit)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.connect() as conn:
+        kept = list_runs(conn, limit=limit)
     table = Table(title="Coverage runs")
     for col in ("id", "computed", "R km", "basis", "working", "seconds"):
         table.add_column(col, justify="right" if col not in ("computed", "basis") else "left")

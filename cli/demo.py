@@ -27,7 +27,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from api.auth import Role, authenticate_token, create_key, revoke_key
-from cli.common import console, engine, friendly_errors, rich_progress, settings
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import Conflict, SetupError
 from core.settings import Settings
 from db.cluster import EmbeddedCluster, free_port, port_is_free
@@ -457,16 +457,15 @@ def _demo(
 ) -> None:
     cfg = run.cfg
 
-    def database() -> str:
+    def start_database() -> str:
         if cfg.database_url is None:
             run.started_database = not EmbeddedCluster(cfg).running()
         url = database_url(cfg)
         upgrade(url)
         return url
 
-    url = run.step("Database (PostgreSQL 15 + PostGIS 3) and migrations", database)
-    eng = engine(cfg)
-    try:
+    url = run.step("Database (PostgreSQL 15 + PostGIS 3) and migrations", start_database)
+    with database(cfg) as eng:
 
         def geography() -> None:
             with rich_progress() as progress:
@@ -541,8 +540,6 @@ def _demo(
 
         key = run.step("API and pages", api)
         _summary(run, base, key, national_figures(eng), maps)
-    finally:
-        eng.dispose()
     if exit_when_ready:
         return
     console.print("\nPress Ctrl-C to stop everything.")

@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.common import console, engine, friendly_errors, rich_progress, settings
-from db.connect import database_url
-from db.migrate import upgrade
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from geo.loader import GeoLoadReport, load_geography
 
 app = typer.Typer(
@@ -62,11 +60,6 @@ def load(
 ) -> None:
     """Load (or refresh) the geography; a second run changes nothing."""
     cfg = settings()
-    upgrade(database_url(cfg))
-    eng = engine(cfg)
-    try:
-        with rich_progress() as progress:
-            report = load_geography(eng, directory or cfg.inegi_dir, progress=progress)
-    finally:
-        eng.dispose()
+    with database(cfg, migrate=True) as eng, rich_progress() as progress:
+        report = load_geography(eng, directory or cfg.inegi_dir, progress=progress)
     print_geo_report(report)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from api.auth import Role, create_key, list_keys, parse_role, revoke_key
-from cli.common import console, engine, err_console, friendly_errors, settings
+from cli.common import console, database, err_console, friendly_errors, settings
 
 app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 
@@ -35,14 +35,8 @@ def create(
     """Create a key and print its token once (only its hash is stored)."""
     parsed = parse_role(role)
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-    eng = engine(settings(), pool_size=1)
-    try:
-        with eng.begin() as conn:
-            created = create_key(
-                conn, name=name, role=parsed, created_by=_who(), expires_at=expires
-            )
-    finally:
-        eng.dispose()
+    with database(settings(), pool_size=1) as eng, eng.begin() as conn:
+        created = create_key(conn, name=name, role=parsed, created_by=_who(), expires_at=expires)
     err_console.print(
         f"Created key {created.info.id} '{created.info.name}' with role "
         f"{created.info.role.value}. Store the token now; it is not shown again:"
@@ -56,12 +50,8 @@ def list_(
     all_: bool = typer.Option(False, "--all", help="Include revoked keys."),
 ) -> None:
     """List keys (never their tokens)."""
-    eng = engine(settings(), pool_size=1)
-    try:
-        with eng.connect() as conn:
-            keys = list_keys(conn, include_revoked=all_)
-    finally:
-        eng.dispose()
+    with database(settings(), pool_size=1) as eng, eng.connect() as conn:
+        keys = list_keys(conn, include_revoked=all_)
     table = Table(title="API keys")
     for col in ("id", "prefix", "name", "role", "created", "by", "last used", "state"):
         table.add_column(col)
@@ -88,10 +78,6 @@ def list_(
 @friendly_errors
 def revoke(ref: str = typer.Argument(..., help="The key's id, prefix or name.")) -> None:
     """Revoke a key; it and its page sessions stop working (API workers cache ≤ 10 s)."""
-    eng = engine(settings(), pool_size=1)
-    try:
-        with eng.begin() as conn:
-            info = revoke_key(conn, ref=ref, revoked_by=_who())
-    finally:
-        eng.dispose()
+    with database(settings(), pool_size=1) as eng, eng.begin() as conn:
+        info = revoke_key(conn, ref=ref, revoked_by=_who())
     console.print(f"Revoked key {info.id} '{info.name}' ({info.role.value}).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console, engine, friendly_errors, rich_progress, settings
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
 from maps.coverage_map import DEFAULT_LOCALITIES, render_coverage_map
 from maps.health_map import render_health_map
@@ -54,15 +54,12 @@ def coverage(
 ) -> None:
     """Municipalities by population coverage or sites per 10,000, with state borders."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         _write(
             out,
             "coverage",
             lambda: render_coverage_map(eng, cfg, run_id=run_id, localities=localities),
         )
-    finally:
-        eng.dispose()
 
 
 @app.command()
@@ -80,11 +77,8 @@ def health(
         flt = SiteFilter(state=state or [], municipality=municipality or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         _write(out, "health", lambda: render_health_map(eng, cfg, site_filter=flt))
-    finally:
-        eng.dispose()
 
 
 @app.command()
@@ -98,8 +92,5 @@ def site(
 ) -> None:
     """One site, its neighbours with their status, and its municipality."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         _write(out, "site", lambda: render_site_map(eng, cfg, key, radius_km=radius_km))
-    finally:
-        eng.dispose()

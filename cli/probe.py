@@ -5,10 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli.common import console, engine, friendly_errors, rich_progress, settings
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
-from db.connect import database_url
-from db.migrate import upgrade
 from results.rounds import KINDS, RoundSummary, run_round
 from results.spool import flush_spool, spool_dir, spool_usage
 
@@ -93,15 +91,10 @@ def run(
     """Probe the active/installed sites once, store the results and print a summary."""
     kinds = parse_kinds(kind)
     cfg = settings()
-    upgrade(database_url(cfg))
-    eng = engine(cfg)
-    try:
-        with rich_progress() as progress:
-            summary = run_round(
-                eng, cfg, site_keys=site or None, kinds=kinds, limit=limit, progress=progress
-            )
-    finally:
-        eng.dispose()
+    with database(cfg, migrate=True) as eng, rich_progress() as progress:
+        summary = run_round(
+            eng, cfg, site_keys=site or None, kinds=kinds, limit=limit, progress=progress
+        )
     if summary.sites == 0 and summary.snmp_probes + summary.http_probes == 0:
         console.print(
             "No site to probe: none is active/installed with a mgmt_ip or http_url "
@@ -116,11 +109,8 @@ def run(
 def flush() -> None:
     """Write the rounds waiting in the local spool (after a database outage)."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         report = flush_spool(eng, cfg)
-    finally:
-        eng.dispose()
     console.print(
         f"written {report.written}, already written {report.already_written}, "
         f"still waiting {report.remaining}, rejected {len(report.rejected)}"

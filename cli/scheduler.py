@@ -10,10 +10,8 @@ import typer
 from rich.table import Table
 
 import scheduler as sched
-from cli.common import console, engine, friendly_errors, rich_progress, settings
+from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
-from db.connect import database_url
-from db.migrate import upgrade
 from results.batches import recent_batch_runs
 from results.incidents import (
     Incident,
@@ -92,12 +90,8 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    upgrade(database_url(cfg))
-    eng = engine(cfg, pool_size=cfg.scheduler_workers + 2)
-    try:
+    with database(cfg, pool_size=cfg.scheduler_workers + 2, migrate=True) as eng:
         code = sched.run_forever(eng, cfg)
-    finally:
-        eng.dispose()
     raise typer.Exit(code)
 
 
@@ -106,15 +100,12 @@ def run(
 def status(limit: int = typer.Option(10, help="How many recent batch runs to show.")) -> None:
     """Show the stored timetable, the latest batch runs, open incidents and raw partitions."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         jobs = sched.stored_jobs(eng)
         with eng.connect() as conn:
             runs = recent_batch_runs(conn, limit=limit)
             open_incidents = list_incidents(conn, limit=1000)
             parts = list_partitions(conn)
-    finally:
-        eng.dispose()
     table = Table(title=f"Scheduled jobs ({len(jobs)})")
     table.add_column("job")
     table.add_column("next run (UTC)")
@@ -148,11 +139,8 @@ def status(limit: int = typer.Option(10, help="How many recent batch runs to sho
 def retention() -> None:
     """Drop raw partitions older than CONECTADO_RAW_RETENTION_DAYS now (rollups are kept)."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         report = apply_retention(eng, cfg, now=datetime.now(UTC))
-    finally:
-        eng.dispose()
     console.print(f"cutoff: {_fmt(report.cutoff)} UTC")
     console.print(f"dropped: {', '.join(report.dropped) or 'nothing'}")
     if report.rolled_up_first:
@@ -176,8 +164,7 @@ def rollup_run(
     if chosen != 1:
         raise InvalidInput("Give exactly one of --hour, --day or --from (with optional --to).")
     cfg = settings()
-    eng = engine(cfg)
-    try:
+    with database(cfg) as eng:
         if day is not None:
             try:
                 the_day = date.fromisoformat(day)
@@ -197,8 +184,6 @@ def rollup_run(
             end = parse_when(until or "now", "--to")
         with rich_progress() as progress:
             results = rollup_hours(eng, start, end, progress=progress)
-    finally:
-        eng.dispose()
     for r in results:
         console.print(
             f"{_fmt(r.start)}: {r.site_rows:,} sites from {r.raw_rows:,} raw rows "
@@ -243,12 +228,8 @@ def incidents_list(
 ) -> None:
     """List incidents, newest first (grouped municipal outages count their sites)."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.connect() as conn:
-            rows = list_incidents(conn, status=state, site_key=site, limit=limit)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.connect() as conn:
+        rows = list_incidents(conn, status=state, site_key=site, limit=limit)
     if not rows:
         console.print(f"No {state if state != 'all' else ''} incidents.".replace("  ", " "))
         return
@@ -260,13 +241,9 @@ def incidents_list(
 def incidents_show(incident_id: int = typer.Argument(..., help="Incident id.")) -> None:
     """Show one incident and, for a municipal outage, its member sites."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.connect() as conn:
-            inc = get_incident(conn, incident_id)
-            members = incident_members(conn, incident_id)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.connect() as conn:
+        inc = get_incident(conn, incident_id)
+        members = incident_members(conn, incident_id)
     console.print(_incident_table([inc], f"Incident {inc.id}"))
     if inc.comment:
         console.print(f"comment: {inc.comment}")
@@ -288,14 +265,8 @@ def incidents_ack(
 ) -> None:
     """Acknowledge an incident (the first acknowledgement is kept; the comment is updated)."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.begin() as conn:
-            inc = acknowledge_incident(
-                conn, incident_id, by=by, now=datetime.now(UTC), comment=comment
-            )
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.begin() as conn:
+        inc = acknowledge_incident(conn, incident_id, by=by, now=datetime.now(UTC), comment=comment)
     console.print(
         f"Incident {inc.id} acknowledged by {inc.acknowledged_by} at "
         f"{_fmt(inc.acknowledged_at)} UTC."
@@ -330,20 +301,16 @@ def maintenance_add(
     starts = parse_when(start, "--start")
     ends = parse_when(end, "--end") if end else starts + timedelta(hours=hours)
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.begin() as conn:
-            w = add_window(
-                conn,
-                scope=targets[0][0],
-                target=targets[0][1],
-                starts_at=starts,
-                ends_at=ends,
-                reason=reason,
-                created_by=by,
-            )
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.begin() as conn:
+        w = add_window(
+            conn,
+            scope=targets[0][0],
+            target=targets[0][1],
+            starts_at=starts,
+            ends_at=ends,
+            reason=reason,
+            created_by=by,
+        )
     console.print(
         f"Maintenance window {w.id}: {w.scope} {w.target} ({w.sites} sites), "
         f"{_fmt(w.starts_at)} – {_fmt(w.ends_at)} UTC: {w.reason}"
@@ -357,12 +324,8 @@ def maintenance_list(
 ) -> None:
     """List current and upcoming maintenance windows (all with --all)."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.connect() as conn:
-            rows = list_windows(conn, now=datetime.now(UTC), include_past=all_)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.connect() as conn:
+        rows = list_windows(conn, now=datetime.now(UTC), include_past=all_)
     if not rows:
         console.print("No maintenance windows.")
         return
@@ -388,10 +351,6 @@ def maintenance_list(
 def maintenance_remove(window_id: int = typer.Argument(..., help="Window id.")) -> None:
     """Remove a maintenance window."""
     cfg = settings()
-    eng = engine(cfg)
-    try:
-        with eng.begin() as conn:
-            w = remove_window(conn, window_id)
-    finally:
-        eng.dispose()
+    with database(cfg) as eng, eng.begin() as conn:
+        w = remove_window(conn, window_id)
     console.print(f"Removed maintenance window {w.id} ({w.scope} {w.target}).")

@@ -10,10 +10,8 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from cli.common import console, engine, err_console, friendly_errors, rich_progress, settings
+from cli.common import console, database, err_console, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput, NotFound
-from db.connect import database_url
-from db.migrate import upgrade
 from sites.exporter import export_sites
 from sites.filters import SiteFilter
 from sites.generator import PROGRAMME_TOTAL, generate_sites, write_sites_csv
@@ -147,13 +145,8 @@ def import_(
         dry_run=dry_run,
     )
     cfg = settings()
-    upgrade(database_url(cfg))
-    eng = engine(cfg, pool_size=1)
-    try:
-        with rich_progress() as progress:
-            report = import_file(eng, file, fmt=fmt, options=options, progress=progress)
-    finally:
-        eng.dispose()
+    with database(cfg, pool_size=1, migrate=True) as eng, rich_progress() as progress:
+        report = import_file(eng, file, fmt=fmt, options=options, progress=progress)
     print_import_report(report, show=show)
     if report_path is not None:
         write_issue_report(report, report_path)
@@ -194,12 +187,12 @@ def export(
         technology=technology,
         text=text_,
     )
-    eng = engine(settings(), pool_size=1)
-    try:
-        with rich_progress() as progress, eng.connect() as conn:
-            report = export_sites(conn, flt, file, fmt=fmt, progress=progress)
-    finally:
-        eng.dispose()
+    with (
+        database(settings(), pool_size=1) as eng,
+        rich_progress() as progress,
+        eng.connect() as conn,
+    ):
+        report = export_sites(conn, flt, file, fmt=fmt, progress=progress)
     console.print(f"wrote {report.sites:,} sites to {report.path} ({report.format})")
 
 
@@ -276,13 +269,9 @@ def find(
         technology=technology,
         text=text_,
     )
-    eng = engine(settings(), pool_size=1)
-    try:
-        with eng.connect() as conn:
-            page = search_sites(conn, flt, after_id=after, limit=limit)
-            total = count_sites(conn, flt)
-    finally:
-        eng.dispose()
+    with database(settings(), pool_size=1) as eng, eng.connect() as conn:
+        page = search_sites(conn, flt, after_id=after, limit=limit)
+        total = count_sites(conn, flt)
     console.print(_sites_table(page.data, distance=flt.near is not None))
     shown = f"{page.count:,} of {total:,} matching sites"
     if page.next_after is not None:
@@ -297,18 +286,14 @@ def show(
     history: int = typer.Option(10, "--history", min=0, max=1000, help="Changes to list."),
 ) -> None:
     """Show one site (no secrets) and its latest changes."""
-    eng = engine(settings(), pool_size=1)
-    try:
-        with eng.connect() as conn:
-            try:
-                found = get_site(conn, site)
-            except NotFound:
-                if not site.isdigit():
-                    raise
-                found = get_site(conn, int(site))
-            changes = site_history(conn, found.id, limit=history) if history else []
-    finally:
-        eng.dispose()
+    with database(settings(), pool_size=1) as eng, eng.connect() as conn:
+        try:
+            found = get_site(conn, site)
+        except NotFound:
+            if not site.isdigit():
+                raise
+            found = get_site(conn, int(site))
+        changes = site_history(conn, found.id, limit=history) if history else []
     detail = Table(title=f"{found.site_key} — {found.name}", show_header=False)
     detail.add_column("field")
     detail.add_column("value", overflow="fold")
