@@ -49,8 +49,11 @@ class LazyGroup(TyperGroup):
         if single:
             sub = typer.Typer(pretty_exceptions_show_locals=False)
             sub.command(name=cmd_name)(target)
-            target = sub
-        command = typer.main.get_command(target)
+            command = typer.main.get_command(sub)
+        else:
+            # A group even when it has one command (`conectado geo load`): get_command would
+            # collapse a one-command Typer into that command.
+            command = typer.main.get_group(target)
         command.name = cmd_name
         return command
 
