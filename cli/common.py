@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
+import psycopg
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -20,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from core.errors import ConectadoError
 from core.progress import ProgressTask
@@ -75,6 +76,15 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
                 "[bold red]Database unavailable:[/] could not connect or the connection was "
                 f"lost ({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}). Check "
                 "CONECTADO_DATABASE_URL, or `conectado db status` for the embedded cluster."
+            )
+            raise typer.Exit(1) from exc
+        except ProgrammingError as exc:
+            if not isinstance(exc.orig, psycopg.errors.UndefinedTable):
+                raise
+            err_console.print(
+                "[bold red]Database not set up:[/] "
+                f"{str(exc.orig).strip().splitlines()[0]}. Run `conectado db migrate` "
+                "(and `conectado geo load`) first."
             )
             raise typer.Exit(1) from exc
 
