@@ -7,8 +7,8 @@ RUN pip install --no-cache-dir uv==0.13.9 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-install-project --compile-bytecode
 COPY . .
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --compile-bytecode
 USER nobody
 CMD ["conectado", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -12,8 +12,11 @@ $(UV):
 	python3 -m venv .tools
 	.tools/bin/pip install -q "uv==$(UV_VERSION)"
 
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on our machines and in the image)
+# nothing would ever write .pyc files, and every process (CLI, lab agents, probe workers)
+# would compile pandas, SQLAlchemy and the rest from source at each start.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python python3.11
+	$(UV) sync --frozen --python python3.11 --compile-bytecode
 	touch $@
 
 system-demo:
