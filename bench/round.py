@@ -17,18 +17,18 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-
-from core.db import make_engine
 from core.settings import PROJECT_ROOT, Settings
-from db.cluster import EmbeddedCluster
-from db.migrate import upgrade
-from geo.loader import load_geography
-from lab.runner import lab_status, start_lab, stop_lab
-from results.rounds import RoundSummary, run_round
-from sites.generator import generate_sites, write_sites_csv
-from sites.importer import import_file
+
+if TYPE_CHECKING:
+    from db.cluster import EmbeddedCluster
+    from results.rounds import RoundSummary
+
+# The round's HTTP probes run in a child started with multiprocessing's "spawn", which
+# re-imports this script as __mp_main__: the heavy imports (geopandas through the generator,
+# importer and geography loader) live inside the functions that use them, as they do in the
+# CLI, so the child does not spend ~7 CPU-seconds importing them mid-round.
 
 ROOT = PROJECT_ROOT / "var" / "bench-round"
 
@@ -72,6 +72,15 @@ def postgres_cpu(cluster: EmbeddedCluster) -> float:
 
 
 def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, int]]:
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from db.cluster import EmbeddedCluster
+    from db.migrate import upgrade
+    from geo.loader import load_geography
+    from sites.generator import generate_sites, write_sites_csv
+    from sites.importer import import_file
+
     cfg = Settings(pg_data_dir=ROOT / "pg", pg_port=58432)
     cluster = EmbeddedCluster(cfg, data_dir=ROOT / "pg")
     fresh = not cluster.initialised
@@ -150,7 +159,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gap", type=float, default=5.0, help="seconds between rounds")
     parser.add_argument("--keep", action="store_true", help="keep the cluster for the next run")
+    parser.add_argument(
+        "--kind", default="snmp,http", help="probe kinds of the round (snmp, http or both)"
+    )
     args = parser.parse_args()
+    from core.db import make_engine
+    from lab.runner import lab_status, start_lab, stop_lab
+    from results.rounds import run_round
+
     ROOT.mkdir(parents=True, exist_ok=True)
     cluster, sites_csv, ports = prepare(args.count, args.keep)
     lab_settings = Settings(var_dir=ROOT / "var")
@@ -185,7 +201,7 @@ def main() -> None:
             }
             before["prober"] = cpu_seconds(os.getpid())
             before["postgres"] = postgres_cpu(cluster)
-            summary = run_round(engine, settings)
+            summary = run_round(engine, settings, kinds=set(args.kind.split(",")))
             after = {
                 name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in agents.items()
             }
