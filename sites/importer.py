@@ -141,7 +141,25 @@ def import_file(
     table = read_source(path, fmt)
     task.finish()
     with engine.begin() as conn:
-        return import_table(conn, table, options=options, progress=progress)
+        report = import_table(conn, table, options=options, progress=progress)
+    refresh_statistics(engine, report)
+    return report
+
+
+def refresh_statistics(engine: Engine, report: ImportReport) -> None:
+    """ANALYZE the inventory after an import that changed a large share of it.
+
+    Autovacuum would do it within a minute or so; until then the planner keeps the old row
+    counts and value statistics, and a name search right after a national import chose an
+    id-ordered scan that filtered all 101,322 rows (0.9 s instead of 6 ms). Below 10 % of
+    the table changed (autovacuum's own threshold) nothing is done.
+    """
+    if not report.changed:
+        return
+    with engine.begin() as conn:
+        total = conn.execute(text("SELECT count(*) FROM sites")).scalar_one()
+        if report.changed * 10 >= total:
+            conn.execute(text("ANALYZE sites"))
 
 
 def import_table(

@@ -309,3 +309,20 @@ def test_import_needs_the_geography(db: Engine) -> None:
         import_table(conn, read_source(DATA / "valid_utf8.csv"), options=ImportOptions())
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM municipalities")).scalar_one() == 2475
+
+
+def _analyze_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'sites'")
+            ).scalar_one()
+        )
+
+
+def test_a_large_import_refreshes_the_planner_statistics(db: Engine) -> None:
+    before = _analyze_count(db)
+    run_import(db, DATA / "valid_utf8.csv")  # the whole (empty) inventory changes
+    assert _analyze_count(db) == before + 1
+    run_import(db, DATA / "valid_utf8.csv")  # nothing changes: no ANALYZE
+    assert _analyze_count(db) == before + 1
