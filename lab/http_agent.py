@@ -31,6 +31,7 @@ import signal
 import socket
 import ssl
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import load_pem_x509_certificate
 
+from core.collector import freeze_long_lived
 from lab.certs import CertFlaw, LabCa, key_pem, make_ca, new_key, server_cert
 from lab.inventory import LabInventory
 
@@ -412,13 +414,16 @@ def run_http_agent(
     """Serve the lab sites until SIGTERM/SIGINT; ``workers`` processes share the ports."""
     files = ensure_lab_ca(tls_dir) if https_port else None
     contexts = _SiteContexts(files) if files else None
+    # Behaviours and TLS contexts (~1.5 ms per https site) are made once before forking, so
+    # workers share them and the first round does not stall on that work.
+    inventory.behaviours()
     if contexts is not None:
-        # ~1.5 ms per site: done once before forking, so workers share them and the first
-        # round does not stall on certificate work.
         for i, url in enumerate(inventory.http_urls):
             if url is not None and url[:6].lower() == "https:":
                 ip = socket.inet_ntoa(inventory.addresses[i].to_bytes(4, "big"))
                 contexts.context(ip, _flaw(inventory.behaviour(i).tls_fault))
+    if threading.current_thread() is threading.main_thread():
+        freeze_long_lived()  # an agent process; not a test's thread
     children: list[int] = []
     for _ in range(max(1, workers) - 1):
         pid = os.fork()

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Final
 
+from core.collector import freeze_long_lived
 from lab.behaviour import SiteBehaviour
 from lab.inventory import LabInventory
 from probes import ber
@@ -563,6 +564,8 @@ def run_snmp_agent(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     inventory.behaviours()  # compute once before forking, so children share the pages
+    if threading.current_thread() is threading.main_thread():
+        freeze_long_lived()  # an agent process; not a test's thread
     sock = open_agent_socket(host, port)
     bound = sock.getsockname()[1]
     context = multiprocessing.get_context("fork")

@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from core.collector import collector_paused
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
 
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
@@ -854,7 +855,9 @@ def _probe_in_child(
         done.value += 1  # one writer, the parent only reads: no lock needed
 
     try:
-        conn.send(probe_http_many_sync(targets, on_outcome=count, **options))
+        with collector_paused():
+            outcomes = probe_http_many_sync(targets, on_outcome=count, **options)
+            conn.send(outcomes)
     finally:
         conn.close()
 

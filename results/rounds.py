@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 import numpy as np
 from sqlalchemy import Engine, text
 
+from core.collector import collector_paused
 from core.errors import DatabaseUnavailable, InvalidInput
 from core.progress import NullProgress, Progress, ProgressTask
 from core.settings import Settings
@@ -329,6 +330,32 @@ def run_round(
     progress: Progress | None = None,
 ) -> RoundSummary:
     """Probe the selected sites once and store the results (or spool them); see module doc."""
+    with collector_paused():
+        return _run_round(
+            engine,
+            settings,
+            site_keys=site_keys,
+            site_ids=site_ids,
+            kinds=kinds,
+            limit=limit,
+            sites_where=sites_where,
+            sites_params=sites_params,
+            progress=progress,
+        )
+
+
+def _run_round(
+    engine: Engine,
+    settings: Settings,
+    *,
+    site_keys: Sequence[str] | None,
+    site_ids: Sequence[int] | None,
+    kinds: Collection[str],
+    limit: int | None,
+    sites_where: str | None,
+    sites_params: dict[str, Any] | None,
+    progress: Progress | None,
+) -> RoundSummary:
     unknown = set(kinds) - KINDS
     if unknown or not kinds:
         raise InvalidInput(
