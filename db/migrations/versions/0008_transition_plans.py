@@ -27,29 +27,24 @@ TRANSITIONS = """
 """
 
 
-def upgrade() -> None:
-    """Replace the trigger function's static SQL with EXECUTE."""
+def _replace_function(statement: str) -> None:
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION site_status_transitions_on_update() RETURNS trigger
         LANGUAGE plpgsql AS $fn$
         BEGIN
-            EXECUTE $q${TRANSITIONS}$q$;
+            {statement};
             RETURN NULL;
         END $fn$;
         """
     )
+
+
+def upgrade() -> None:
+    """Replace the trigger function's static SQL with EXECUTE."""
+    _replace_function(f"EXECUTE $q${TRANSITIONS}$q$")
 
 
 def downgrade() -> None:
     """Restore the static SQL of 0004."""
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION site_status_transitions_on_update() RETURNS trigger
-        LANGUAGE plpgsql AS $fn$
-        BEGIN
-            {TRANSITIONS};
-            RETURN NULL;
-        END $fn$;
-        """
-    )
+    _replace_function(TRANSITIONS)
