@@ -114,3 +114,22 @@ def test_import_upload_strict_and_skip_invalid(
     assert r.status_code == 422 and "required column" in r.json()["detail"]
     r = client.post("/api/sites/import", files=files, headers=auth(role_keys[Role.TECHNICIAN]))
     assert r.status_code == 403
+
+
+def test_a_large_upload_refreshes_the_planner_statistics(
+    client: TestClient, engine: Engine, role_keys: dict[Role, str]
+) -> None:
+    count_analyzes = text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'sites'")
+    with engine.connect() as conn:
+        have = int(conn.execute(text("SELECT count(*) FROM sites")).scalar_one())
+        before = int(conn.execute(count_analyzes).scalar_one())
+    n = have // 5 + 1  # well over the 10 % that makes an import refresh the statistics
+    rows = "".join(
+        f"STAT-{i};Escuela {i};escuela;19.43;{-99.13 + i * 1e-4:.4f}\n" for i in range(n)
+    )
+    files = {"file": ("sitios.csv", ("clave;nombre;categoria;latitud;longitud\n" + rows).encode())}
+    r = client.post("/api/sites/import", files=files, headers=auth(role_keys[Role.OPERATOR]))
+    assert r.status_code == 200, r.text
+    assert r.json()["inserted"] == n
+    with engine.connect() as conn:
+        assert int(conn.execute(count_analyzes).scalar_one()) == before + 1
