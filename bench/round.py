@@ -7,7 +7,7 @@ free ports. Then two rounds are run and timed per phase: the first has no previo
 the second computes rates for every site that answered both times. CPU seconds of the prober
 and of each agent are printed to show where the time goes. Goal: a round ≤ 20 s.
 
-Usage: python bench/round.py [--count 101322] [--workers 1] [--keep] [--rounds 2]
+Usage: python bench/round.py [--count 101322] [--workers N] [--keep] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -39,14 +39,16 @@ def free_port(kind: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its reaped children, from /proc."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` and its reaped children, from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+    user = (int(fields[11]) + int(fields[13])) / ticks
+    system = (int(fields[12]) + int(fields[14])) / ticks
+    return user, system
 
 
 def process_tree(pid: int) -> list[int]:
@@ -61,14 +63,27 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def postgres_cpu(cluster: EmbeddedCluster) -> float:
-    """CPU seconds of every process of the cluster (postmaster and backends)."""
-    pid_file = cluster.data_dir / "postmaster.pid"
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` and every live process under it."""
+    splits = [cpu_split(p) for p in process_tree(pid)]
+    return sum(u for u, _ in splits), sum(s for _, s in splits)
+
+
+def postgres_pid(cluster: EmbeddedCluster) -> int | None:
+    """The postmaster's pid, from its pid file."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        return int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return 0.0
-    return sum(cpu_seconds(p) for p in process_tree(pid))
+        return None
+
+
+def cpu_usage(agents: dict[str, int], cluster: EmbeddedCluster) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds so far of each agent, the prober and PostgreSQL."""
+    usage = {name: tree_cpu(pid) for name, pid in agents.items()}
+    usage["prober"] = cpu_split(os.getpid())
+    pg = postgres_pid(cluster)
+    usage["postgres"] = tree_cpu(pg) if pg is not None else (0.0, 0.0)
+    return usage
 
 
 def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, int]]:
@@ -129,7 +144,7 @@ def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, in
     return cluster, sites_csv, ports
 
 
-def show(n: int, summary: RoundSummary, cpu: dict[str, float]) -> None:
+def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]]) -> None:
     ph = summary.phases
     print(
         f"\nround {n}: {summary.sites:,} sites, {summary.snmp_probes:,} SNMP + "
@@ -145,7 +160,11 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, float]) -> None:
         f" ms; {summary.probes_per_s or 0:,.0f} probes/s while probing"
     )
     print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in ph.items()))
-    print("  CPU s:  " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print(
+        "  CPU s (user + system):  "
+        + ", ".join(f"{k} {u + s:.1f} ({u:.1f} + {s:.1f})" for k, (u, s) in cpu.items())
+        + f"; all {sum(u + s for u, s in cpu.values()):.1f}"
+    )
     if summary.errors:
         print("  failures: " + ", ".join(f"{k} {v:,}" for k, v in list(summary.errors.items())[:8]))
     verdict = "met" if ph["total"] <= 20 else "NOT met"
@@ -155,7 +174,9 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=101_322)
-    parser.add_argument("--workers", type=int, default=1, help="processes per lab agent")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes per lab agent (default: per core)"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gap", type=float, default=5.0, help="seconds between rounds")
     parser.add_argument("--keep", action="store_true", help="keep the cluster for the next run")
@@ -196,18 +217,14 @@ def main() -> None:
     try:
         agents = {a.name: a.pid for a in state.agents}
         for n in range(1, args.rounds + 1):
-            before = {
-                name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in agents.items()
-            }
-            before["prober"] = cpu_seconds(os.getpid())
-            before["postgres"] = postgres_cpu(cluster)
+            before = cpu_usage(agents, cluster)
             summary = run_round(engine, settings, kinds=set(args.kind.split(",")))
-            after = {
-                name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in agents.items()
-            }
-            after["prober"] = cpu_seconds(os.getpid())
-            after["postgres"] = postgres_cpu(cluster)
-            show(n, summary, {k: after[k] - before[k] for k in after})
+            after = cpu_usage(agents, cluster)
+            show(
+                n,
+                summary,
+                {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in after},
+            )
             if n < args.rounds:
                 time.sleep(args.gap)
     finally:

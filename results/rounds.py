@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import numpy as np
@@ -38,6 +38,7 @@ from results.store import is_connection_error, write_round
 
 KINDS = frozenset({"snmp", "http"})
 PROBED_STATUSES = ("active", "installed")
+_T = TypeVar("_T")
 
 TARGETS_SQL = """
 SELECT s.id, s.site_key, host(s.mgmt_ip) AS ip, s.snmp_version, s.snmp_port,
@@ -275,14 +276,28 @@ class _Counted:
             self.pending = 0
 
 
+async def _timed(job: Awaitable[_T], name: str, durations: dict[str, float] | None) -> _T:
+    """Await ``job`` and record how long it took under ``name`` in ``durations``."""
+    t = time.perf_counter()
+    out = await job
+    if durations is not None:
+        durations[name] = time.perf_counter() - t
+    return out
+
+
 async def probe_targets(
     targets: RoundTargets,
     settings: Settings,
     *,
     progress_task: ProgressTask | None = None,
     snmp_stats: SnmpStats | None = None,
+    durations: dict[str, float] | None = None,
 ) -> tuple[list[SnmpOutcome], list[HttpOutcome]]:
-    """Run the SNMP and HTTP probes of a round concurrently in the running loop."""
+    """Run the SNMP and HTTP probes of a round concurrently in the running loop.
+
+    When ``durations`` is given, the seconds each engine took are stored in it under
+    ``probe snmp`` and ``probe http`` (the round ends when the slower one does).
+    """
     counted = _Counted(progress_task) if progress_task is not None else None
     snmp_job = probe_snmp_many(
         [t for _, t in targets.snmp],
@@ -311,7 +326,9 @@ async def probe_targets(
         )
     else:
         http_job = probe_http_many(http_targets, on_outcome=counted, **http_options)
-    snmp_out, http_out = await asyncio.gather(snmp_job, http_job)
+    snmp_out, http_out = await asyncio.gather(
+        _timed(snmp_job, "probe snmp", durations), _timed(http_job, "probe http", durations)
+    )
     if counted is not None:
         counted.flush()
     return snmp_out, http_out
@@ -392,12 +409,15 @@ def _run_round(
     task = progress.task(f"Probing {len(targets.site_ids):,} sites", total=total)
     stats = SnmpStats()
     t1 = time.perf_counter()
+    engines: dict[str, float] = {}
     snmp_out, http_out = asyncio.run(
-        probe_targets(targets, settings, progress_task=task, snmp_stats=stats)
+        probe_targets(targets, settings, progress_task=task, snmp_stats=stats, durations=engines)
     )
     task.finish()
     probe_seconds = time.perf_counter() - t1
     phases["probe"] = probe_seconds
+    if targets.snmp and targets.http:  # both ran at once: which one the round waited for
+        phases.update(engines)
     finished_at = datetime.now(UTC)
 
     t2 = time.perf_counter()

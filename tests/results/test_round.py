@@ -91,6 +91,9 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     assert first.snmp_probes == SITES and first.http_probes == SITES
     assert first.up + first.degraded + first.down == SITES
     assert first.rates_computed == 0  # nothing to compare with yet
+    # Both engines ran at once; each one's time is shown and the round waited for the slower.
+    engines = [first.phases["probe snmp"], first.phases["probe http"]]
+    assert 0 < min(engines) and max(engines) <= first.phases["probe"]
 
     with engine.connect() as conn:
         ids = {r.site_key: r.id for r in conn.execute(text("SELECT id, site_key FROM sites"))}
@@ -184,6 +187,7 @@ def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> N
     keys = [lab.rows[0]["site_key"], lab.rows[1]["site_key"]]
     one = run_round(engine, round_settings, site_keys=keys, kinds={"http"})
     assert (one.sites, one.snmp_probes, one.http_probes) == (2, 0, 2)
+    assert "probe http" not in one.phases  # one engine: its time is the probe phase
     limited = run_round(engine, round_settings, kinds={"snmp"}, limit=5)
     assert (limited.sites, limited.snmp_probes, limited.http_probes) == (5, 5, 0)
     where = run_round(
