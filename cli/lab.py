@@ -45,7 +45,9 @@ def start(
     snmp_port: int = typer.Option(LAB_SNMP_PORT, "--snmp-port", min=1, max=65535),
     http_port: int = typer.Option(LAB_HTTP_PORT, "--http-port", min=1, max=65535),
     https_port: int = typer.Option(LAB_HTTPS_PORT, "--https-port", min=1, max=65535),
-    workers: int = typer.Option(1, "--workers", min=1, max=16, help="Processes per agent."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=16, help="Processes per agent (default: one per core, ≤ 4)."
+    ),
 ) -> None:
     """Start the lab agents in the background; returns once they answer."""
     cfg = settings()

@@ -176,6 +176,16 @@ def _snmp_answers(targets: list[SnmpTarget]) -> bool:
     return any(o.ok for o in outcomes)
 
 
+def default_lab_workers() -> int:
+    """Processes per lab agent when none is asked for: one per core, at most four.
+
+    The agents stand in for ~100k independent devices; with one process each they would
+    serialise on one core what the field does in parallel. On this 2-core machine two workers
+    per agent took a full 95,279-site round from 35 s to 32 s (bench/round.py --workers).
+    """
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def start_lab(
     settings: Settings,
     sites_file: Path,
@@ -183,13 +193,15 @@ def start_lab(
     snmp_port: int = LAB_SNMP_PORT,
     http_port: int = LAB_HTTP_PORT,
     https_port: int = LAB_HTTPS_PORT,
-    http_workers: int = 1,
-    snmp_workers: int = 1,
+    http_workers: int | None = None,
+    snmp_workers: int | None = None,
     kinds: tuple[str, ...] = ("snmp", "http"),
     wait_s: float = 120.0,
     cpus: set[int] | None = None,
 ) -> LabState:
     """Start the lab agents for ``sites_file`` in the background; return once they answer.
+
+    ``http_workers`` and ``snmp_workers`` default to ``default_lab_workers()``.
 
     Raises Conflict when a lab is already running and SetupError (with the log's last lines)
     when an agent exits or does not answer within ``wait_s``.
@@ -213,6 +225,8 @@ def start_lab(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ca_file=str(paths.ca_file),
     )
+    http_workers = http_workers or default_lab_workers()
+    snmp_workers = snmp_workers or default_lab_workers()
     common = ["--sites", str(sites_file)]
     if "snmp" in kinds:
         pid = _spawn(
