@@ -11,7 +11,7 @@ def test_healthz_reports_database(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert body["schema_revision"] == "0008_transition_plans"
+    assert body["schema_revision"] == "0009_trigram_costs"
 
 
 def test_unknown_query_parameter_is_422(client: TestClient) -> None:
