@@ -161,6 +161,11 @@ def search_timings(engine: Engine, repeat: int = 20) -> dict[str, float]:
         "text 'matematicas'": SiteFilter(text="matematicas"),
         "text typo 'benito juares'": SiteFilter(text="benito juares", state=["20"]),
         "key part 'DPR012'": SiteFilter(text="DPR012"),
+        # Common words: every health unit comes after the 68,806 schools in id order.
+        "text 'centro de salud', first 100": SiteFilter(text="centro de salud"),
+        "text 'hospital', first 100": SiteFilter(text="hospital"),
+        "text 'escuela', first 100": SiteFilter(text="escuela"),
+        "key part '20DPR', first 100": SiteFilter(text="20DPR"),
     }
     out: dict[str, float] = {}
     with engine.connect() as conn:

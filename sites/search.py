@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, exists, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from core.errors import InvalidInput, NotFound
 from sites.filters import SiteFilter
@@ -19,6 +30,8 @@ from sites.schemas import SitePublic, SitesPublic
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 KNN_MARGIN = 10  # extra index candidates re-ranked by exact spheroid distance
+TEXT_WINDOW = 2_000  # sites tested in id order before a text page turns to the trigram index
+_MAX_ID = 2**63 - 1
 
 
 def public_columns() -> list[ColumnElement[Any]]:
@@ -82,12 +95,55 @@ def select_sites(flt: SiteFilter) -> Select[Any]:
     )
 
 
-def ordered_sites(flt: SiteFilter, *, after_id: int | None = None) -> Select[Any]:
+def _text_page_ids(flt: SiteFilter, after_id: int | None, page_size: int) -> Select[Any]:
+    """The ids of the first ``page_size`` text matches after ``after_id``, in two bounded steps.
+
+    The planner cannot know where in id order the matches of a text lie: a national import
+    arrives grouped by category, so every health unit comes after 68,806 schools. Scanning in
+    id order until a page is full then tests ~70,000 names for ``centro de salud`` (~0.5 s),
+    while the trigram index finds its matches directly. The index, in turn, rechecks every
+    match of a very common word (``escuela``: 37,902, ~0.3 s) where the id scan stops after a
+    few hundred names. So: test the next ``TEXT_WINDOW`` sites in id order (a few ms); only
+    when that does not fill the page, take the rest from the trigram index (``id + 0``, so no
+    id-ordered plan is possible) beyond that window. Both parts are in id order and disjoint,
+    so the page is exactly the one the plain id-ordered query returns.
+    """
+    s = sites_table.c
+    start = after_id if after_id is not None else -1
+    window_end = func.coalesce(
+        select(s.id)
+        .where(s.id > start)
+        .order_by(s.id)
+        .offset(TEXT_WINDOW - 1)
+        .limit(1)
+        .scalar_subquery(),
+        literal(_MAX_ID, BigInteger),
+    )
+    where = flt.where()
+    window = (
+        select(s.id)
+        .where(where, s.id > start, s.id <= window_end)
+        .order_by(s.id)
+        .limit(page_size)
+        .cte("text_window")
+    )
+    short = select(func.count()).select_from(window).scalar_subquery() < page_size
+    rest = select(s.id).where(where, s.id > window_end, short).order_by(s.id + 0).limit(page_size)
+    return union_all(select(window.c.id), rest).subquery("text_page").select()
+
+
+def ordered_sites(
+    flt: SiteFilter, *, after_id: int | None = None, page_size: int | None = None
+) -> Select[Any]:
     """The filtered SELECT in its stable order: by distance for nearest N, else by id.
 
     Nearest N takes its candidates from the geography index (``<->``, spherical distance)
     without a tie-breaker so the index can stream them, keeps a margin of extra candidates,
     and orders those by exact spheroid distance, then id.
+
+    ``page_size`` promises that the caller reads at most that many rows; with a text filter
+    the matches are then found in bounded steps (``_text_page_ids``). Rows and order are the
+    same either way.
     """
     query = select_sites(flt)
     if flt.by_distance:
@@ -110,6 +166,9 @@ def ordered_sites(flt: SiteFilter, *, after_id: int | None = None) -> Select[Any
             .order_by(distance, sites_table.c.id)
             .limit(flt.nearest)
         )
+    if flt.text is not None and page_size is not None:
+        ids = _text_page_ids(flt, after_id, page_size)
+        return query.where(sites_table.c.id.in_(ids.scalar_subquery())).order_by(sites_table.c.id)
     if after_id is not None:
         query = query.where(sites_table.c.id > after_id)
     return query.order_by(sites_table.c.id)
@@ -129,7 +188,7 @@ def search_sites(
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.")
-    query = ordered_sites(flt, after_id=after_id)
+    query = ordered_sites(flt, after_id=after_id, page_size=limit + 1)
     if flt.by_distance:
         assert flt.nearest is not None
         rows = conn.execute(query.limit(min(limit, flt.nearest))).mappings().all()

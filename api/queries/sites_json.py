@@ -93,8 +93,10 @@ def page_json(
     distance = flt.distance()
     if distance is not None:
         columns.append(distance.label("distance_m"))
-    ids = ordered_sites(flt, after_id=after_id).with_only_columns(*columns)
     fetch = limit if by_distance else limit + 1
+    ids = ordered_sites(flt, after_id=after_id, page_size=fetch + offset).with_only_columns(
+        *columns
+    )
     ids = ids.limit(fetch).offset(offset or None)
     ids_sql, params = _sql(ids)
     order = "p.distance_m, p.id" if by_distance else "p.id"

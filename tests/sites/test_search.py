@@ -238,3 +238,51 @@ def test_export_query_is_the_search_order(loaded: tuple[Engine, pd.DataFrame]) -
     with engine.connect() as conn:
         ids = [r.id for r in conn.execute(ordered_sites(SiteFilter(state=["09"])))]
     assert ids == frame[frame.cve_ent == "09"].id.tolist()
+
+
+@pytest.mark.parametrize("window", [1, 7, 60, 5000])
+def test_text_pages_found_in_steps_are_the_id_ordered_pages(
+    loaded: tuple[Engine, pd.DataFrame], monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """Window first, then the trigram index: every page equals the plain id-ordered query."""
+    engine, _ = loaded
+    monkeypatch.setattr("sites.search.TEXT_WINDOW", window)
+    filters = [
+        SiteFilter(text="escuela"),  # dense among the first ids
+        SiteFilter(text="salud"),  # health units: a later stretch of ids
+        SiteFilter(text="juarez"),
+        SiteFilter(text="DPR"),  # key parts
+        SiteFilter(text="Biblioteca Publica Monterey"),  # near misses only (<%)
+        SiteFilter(text="centro", category=["health"], state=["09", "15", "21"]),
+        SiteFilter(text="zzzqqq"),
+    ]
+    with engine.connect() as conn:
+        for flt in filters:
+            expected = [r.id for r in conn.execute(ordered_sites(flt))]
+            for limit in (1, 3, 40):
+                seen: list[int] = []
+                after: int | None = None
+                while True:
+                    page = search_sites(conn, flt, after_id=after, limit=limit)
+                    seen += [s.id for s in page.data]
+                    if page.next_after is None:
+                        break
+                    assert page.count == limit
+                    after = page.next_after
+                assert seen == expected, (flt.text, limit)
+
+
+def test_similarity_tests_are_priced_for_the_planner(loaded: tuple[Engine, pd.DataFrame]) -> None:
+    engine, _ = loaded
+    with engine.connect() as conn:
+        costs: dict[str, float] = dict(
+            conn.execute(
+                text(
+                    "SELECT proname, procost FROM pg_proc WHERE proname IN "
+                    "('similarity_op', 'word_similarity_op', 'word_similarity_commutator_op')"
+                )
+            ).all()
+        )
+    assert costs == dict.fromkeys(
+        ("similarity_op", "word_similarity_op", "word_similarity_commutator_op"), 1000
+    )
