@@ -374,6 +374,9 @@ def load_geography(
             task.finish()
 
             if report.changed:
+                # Fresh statistics arrive with the commit: an import right after a first load
+                # would otherwise be planned for empty tables (autovacuum is a minute away).
+                cur.execute("ANALYZE states, municipalities, localities")
                 cur.execute(
                     "INSERT INTO geo_loads (source_dir, inserted, updated, unchanged, skipped) "
                     "VALUES (%s, %s, %s, %s, %s)",

@@ -124,3 +124,23 @@ def test_missing_column_is_named(engine: Engine, tmp_path: Path) -> None:
     path.write_text(text_, encoding="utf-8")
     with pytest.raises(DataFileError, match="lacks column\\(s\\) POB2020"):
         load_geography(engine, folder)
+
+
+def _planner_rows(engine: Engine, table: str) -> float:
+    with engine.connect() as conn:
+        return float(
+            conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+            ).scalar_one()
+        )
+
+
+def test_a_load_leaves_statistics_for_the_import_that_follows(engine: Engine) -> None:
+    """An import right after a first load is planned for the loaded tables, not empty ones."""
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE localities"))
+    assert _planner_rows(engine, "localities") < 0  # never analysed, as after a first load
+    report = load_geography(engine, INEGI)
+    assert report.localities.inserted == 50_514
+    assert _planner_rows(engine, "localities") == 50_514
+    assert _planner_rows(engine, "municipalities") == 2475
