@@ -295,6 +295,16 @@ def _empty_issues() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ISSUE_COLUMNS})
 
 
+ASSIGN_MUNICIPALITIES = """
+SELECT DISTINCT ON (i.row) i.row, m.cvegeo AS mun_cvegeo, m.cve_ent
+FROM municipalities m
+CROSS JOIN LATERAL (
+    SELECT p.row FROM site_import p WHERE ST_Intersects(m.geom, p.geom) OFFSET 0
+) i
+ORDER BY i.row, m.cvegeo
+"""
+
+
 def _assign_municipalities(conn: Connection) -> pd.DataFrame:
     """Assign each staged point its municipality and state in PostGIS (set-wise).
 
@@ -302,17 +312,12 @@ def _assign_municipalities(conn: Connection) -> pd.DataFrame:
     points its box covers. A point in no municipality but within 1 km of one (the coast, with
     boundaries simplified to ~100 m) goes to the nearest and is reported as a warning; farther
     points are errors naming the nearest municipality and its distance.
+
+    ``OFFSET 0`` keeps the points in a subquery run once per municipality, so the planner
+    cannot turn the join around: driven by the points, each test meets a different polygon,
+    PostGIS cannot reuse a prepared one, and 101,322 points took 4.4 s instead of 0.6 s.
     """
-    conn.execute(
-        text(
-            """
-            CREATE TEMP TABLE site_import_mun AS
-            SELECT DISTINCT ON (i.row) i.row, m.cvegeo AS mun_cvegeo, m.cve_ent
-            FROM municipalities m JOIN site_import i ON ST_Intersects(m.geom, i.geom)
-            ORDER BY i.row, m.cvegeo
-            """
-        )
-    )
+    conn.execute(text(f"CREATE TEMP TABLE site_import_mun AS {ASSIGN_MUNICIPALITIES}"))
     outside = conn.execute(
         text(
             """

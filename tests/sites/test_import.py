@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.errors import SetupError
-from sites.importer import ImportOptions, import_table
+from sites.importer import ASSIGN_MUNICIPALITIES, ImportOptions, import_table
 from sites.readers import read_source
 from tests.sites.conftest import DATA, run_import, site_rows
 from tests.sites.data.build_fixtures import EXPECTED_MUNICIPALITY
@@ -326,3 +326,33 @@ def test_a_large_import_refreshes_the_planner_statistics(db: Engine) -> None:
     assert _analyze_count(db) == before + 1
     run_import(db, DATA / "valid_utf8.csv")  # nothing changes: no ANALYZE
     assert _analyze_count(db) == before + 1
+
+
+def test_municipalities_drive_the_assignment_even_without_statistics(db: Engine) -> None:
+    """Each polygon meets the points under its box (a prepared polygon is reused), whatever
+    the planner knows: freshly loaded municipalities have no statistics yet."""
+    with db.begin() as conn:
+        # As right after a first geography load: no statistics for the municipalities.
+        conn.execute(text("DELETE FROM pg_statistic WHERE starelid = 'municipalities'::regclass"))
+        conn.execute(
+            text("UPDATE pg_class SET reltuples = -1 WHERE oid = 'municipalities'::regclass")
+        )
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE site_import ON COMMIT DROP AS "
+                "SELECT row_number() OVER ()::integer AS row, geom FROM localities LIMIT 20000"
+            )
+        )
+        conn.execute(text("CREATE INDEX ON site_import USING gist (geom)"))
+        conn.execute(text("ANALYZE site_import (row)"))  # as the importer stages it
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {ASSIGN_MUNICIPALITIES}"))
+        assigned = conn.execute(text(f"SELECT count(*) FROM ({ASSIGN_MUNICIPALITIES}) a"))
+        inside = conn.execute(
+            text(
+                "SELECT count(DISTINCT p.row) FROM municipalities m "
+                "JOIN site_import p ON ST_Intersects(m.geom, p.geom)"
+            )
+        )
+        assert assigned.scalar_one() == inside.scalar_one() > 19_900  # a few lie on the coast
+    assert "Seq Scan on municipalities" in plan, plan
+    assert "Index Scan using site_import_geom_idx on site_import" in plan, plan
