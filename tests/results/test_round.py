@@ -93,7 +93,7 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     assert first.rates_computed == 0  # nothing to compare with yet
     # Both engines ran at once; each one's time is shown and the round waited for the slower.
     engines = [first.phases["probe snmp"], first.phases["probe http"]]
-    assert 0 < min(engines) and max(engines) <= first.phases["probe"]
+    assert min(engines) > 0 and max(engines) <= first.phases["probe"]
 
     with engine.connect() as conn:
         ids = {r.site_key: r.id for r in conn.execute(text("SELECT id, site_key FROM sites"))}
