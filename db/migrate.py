@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 from core.db import sqlalchemy_url
+from db.trigram import reprice_similarity_tests
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -24,8 +25,18 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` to ``revision`` (default: the newest)."""
+    """Migrate the database at ``url`` to ``revision`` (default: the newest).
+
+    At the newest revision it also restores what a dump and restore drops (``db.trigram``).
+    """
     command.upgrade(alembic_config(url), revision)
+    if revision == "head":
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            with engine.begin() as conn:
+                reprice_similarity_tests(conn)
+        finally:
+            engine.dispose()
 
 
 def head_revision() -> str | None:

@@ -272,19 +272,3 @@ def test_text_pages_found_in_steps_are_the_id_ordered_pages(
                     after = page.next_after
                 wanted = expected if pages is None else expected[: limit * pages]
                 assert seen == wanted, (flt.text, limit)
-
-
-def test_similarity_tests_are_priced_for_the_planner(loaded: tuple[Engine, pd.DataFrame]) -> None:
-    engine, _ = loaded
-    with engine.connect() as conn:
-        costs: dict[str, float] = dict(
-            conn.execute(
-                text(
-                    "SELECT proname, procost FROM pg_proc WHERE proname IN "
-                    "('similarity_op', 'word_similarity_op', 'word_similarity_commutator_op')"
-                )
-            ).all()
-        )
-    assert costs == dict.fromkeys(
-        ("similarity_op", "word_similarity_op", "word_similarity_commutator_op"), 1000
-    )

@@ -10,7 +10,8 @@ matches are dense enough that the id-ordered scan stops early.
 
 Changing an extension's functions needs their owner (a superuser where the extension was
 installed as a trusted one). Without that right the migration leaves them as they are and says
-so: searches stay correct, only slower.
+so: searches stay correct, only slower. A dump and restore loses the price; ``db.migrate``
+puts it back at each upgrade (``db.trigram``).
 
 Revision ID: 0009_trigram_costs
 Revises: 0008_transition_plans
@@ -18,32 +19,17 @@ Revises: 0008_transition_plans
 
 from alembic import op
 
+from db.trigram import SIMILARITY_COST, similarity_cost_sql
+
 revision = "0009_trigram_costs"
 down_revision = "0008_transition_plans"
 branch_labels = None
 depends_on = None
 
-FUNCTIONS = ("similarity_op", "word_similarity_op", "word_similarity_commutator_op")
-
-
-def _set_cost(cost: int) -> None:
-    alters = " ".join(f"ALTER FUNCTION {name}(text, text) COST {cost};" for name in FUNCTIONS)
-    op.execute(
-        f"""
-        DO $do$
-        BEGIN
-            {alters}
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'pg_trgm similarity functions keep their default cost: '
-                'this role does not own them (text search works, but slower)';
-        END $do$;
-        """
-    )
-
 
 def upgrade() -> None:
-    _set_cost(1000)
+    op.execute(similarity_cost_sql(SIMILARITY_COST))
 
 
 def downgrade() -> None:
-    _set_cost(1)
+    op.execute(similarity_cost_sql(1))
