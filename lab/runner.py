@@ -180,8 +180,9 @@ def default_lab_workers() -> int:
     """Processes per lab agent when none is asked for: one per core, at most four.
 
     The agents stand in for ~100k independent devices; with one process each they would
-    serialise on one core what the field does in parallel. On this 2-core machine two workers
-    per agent took a full 95,279-site round from 35 s to 32 s (bench/round.py --workers).
+    serialise on one core what the field does in parallel. On this 2-core machine a full
+    95,279-site round took 31.9–39.1 s over four runs with two workers per agent, against
+    35.0–38.7 s with one (bench/round.py --workers 1): a second or two, near the noise.
     """
     return max(1, min(os.cpu_count() or 1, 4))
 
