@@ -45,7 +45,6 @@ import select
 import socket
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +57,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from core.collector import collector_paused
+from probes.lanes import Lanes
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
 
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
@@ -188,6 +188,7 @@ class _Probe:
         "read_cap",
         "request",
         "server_hostname",
+        "slow",
         "target",
         "tls",
     )
@@ -205,6 +206,7 @@ class _Probe:
         self.read_cap = read_cap
         self.keep = keep if self.keyword is not None else 0  # body bytes kept for the keyword
         self.attempts = 0
+        self.slow = False  # the running attempt came from the slow lane
         self.request = (
             f"{target.method} {url.path} HTTP/1.1\r\nHost: {url.host_header}\r\n"
             f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -315,7 +317,7 @@ class HttpEngine:
         self._conns: dict[int, _Conn] = {}
         self._heap: list[tuple[float, int, _Conn]] = []
         self._seq = itertools.count()
-        self._queue: deque[_Probe] = deque()
+        self._queue: Lanes[_Probe] = Lanes(self.concurrency)
         self._done = 0
         self._wall0 = time.time()
         self._perf0 = time.perf_counter()
@@ -388,7 +390,7 @@ class HttpEngine:
                     continue
                 assert found is not None
                 probe.family, probe.addr = found
-            self._queue.append(probe)
+            self._queue.push(probe, slow=target.expect_slow)
         if self._done == len(self.results):
             return self._collect()
         loop.add_reader(self._ep.fileno(), self._on_ready)
@@ -456,7 +458,9 @@ class HttpEngine:
     def _fill(self) -> None:
         queue = self._queue
         while queue and len(self._conns) < self.concurrency:
-            self._start(queue.popleft())
+            probe, slow = queue.pop()
+            probe.slow = slow
+            self._start(probe)
 
     def _start(self, probe: _Probe) -> None:
         probe.attempts += 1
@@ -464,6 +468,7 @@ class HttpEngine:
         try:
             sock = socket.socket(probe.family, socket.SOCK_STREAM)
         except OSError as exc:
+            self._slot_freed(probe)
             self._fail_early(probe.index, probe.target, ErrorClass.INTERNAL, f"no socket: {exc}")
             return
         sock.setblocking(False)
@@ -665,8 +670,14 @@ class HttpEngine:
             return
         conn.phase = _CLOSED
         self._conns.pop(conn.fd, None)
+        self._slot_freed(conn.probe)
         with contextlib.suppress(OSError):
             conn.sock.close()  # closing removes the fd from the epoll set
+
+    def _slot_freed(self, probe: _Probe) -> None:
+        if probe.slow:
+            probe.slow = False
+            self._queue.slow_done()
 
     def _fail_errno(self, conn: _Conn, err: int) -> None:
         text = os.strerror(err)
@@ -687,7 +698,7 @@ class HttpEngine:
         self._close(conn)
         silent = error in (ErrorClass.REFUSED, ErrorClass.UNREACHABLE, ErrorClass.TIMEOUT)
         if silent and not answered and probe.attempts <= self.retries:
-            self._queue.appendleft(probe)
+            self._queue.push_front(probe, slow=True)  # silent once: likely silent again
             return
         self._finish(
             probe.index,
@@ -883,9 +894,11 @@ async def probe_http_many_in_process(
         name="conectado-http-probes",
         daemon=True,
     )
-    child.start()
-    child_end.close()
     loop = asyncio.get_running_loop()
+    # start() pickles the targets into the child, which reads them only after its imports
+    # (~1 s): off the loop, so the SNMP probes sharing it are not held up meanwhile.
+    await loop.run_in_executor(None, child.start)
+    child_end.close()
     receiving = loop.run_in_executor(None, _receive, parent_end)
     reported = 0
     try:

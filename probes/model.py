@@ -59,6 +59,8 @@ class SnmpTarget:
     v3: V3Credentials | None = None
     if_index: int | None = None
     if_name: str | None = None
+    # A scheduling hint (it was down, failing or slow last round): see probes.lanes.
+    expect_slow: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -77,6 +79,8 @@ class HttpTarget:
     method: Literal["GET", "HEAD"] = "GET"
     expect_keyword: str | None = None
     throughput_bytes: int | None = None
+    # A scheduling hint (it was down, failing or slow last round): see probes.lanes.
+    expect_slow: bool = False
 
 
 @dataclass(slots=True)

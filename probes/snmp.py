@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from probes import ber
+from probes.lanes import Lanes
 from probes.model import ErrorClass, SnmpOutcome, SnmpTarget
 from probes.snmp_oids import (
     IF_DESCR,
@@ -211,6 +212,7 @@ class _Probe:
         "rids",
         "seen_count",
         "seen_names",
+        "slow",
         "stage",
         "target",
         "template",
@@ -222,6 +224,7 @@ class _Probe:
 
     def __init__(self, pos: int, target: SnmpTarget, addr: tuple[str, int], family: int) -> None:
         self.pos = pos
+        self.slow = False  # started from the slow lane
         self.target = target
         self.addr = addr
         self.family = family
@@ -271,7 +274,7 @@ class _V2cRound:
         self.deadlines: deque[tuple[float, int]] = deque()
         self.backlog: deque[tuple[bytes, tuple[str, int], int]] = deque()
         self.writing: set[int] = set()
-        self.pending: deque[tuple[int, SnmpTarget, tuple[str, int], int]] = deque()
+        self.pending: Lanes[tuple[int, SnmpTarget, tuple[str, int], int]] = Lanes(concurrency)
         self.results: dict[int, SnmpOutcome] = {}
         self.expected = 0
         self.next_rid = ber.REQUEST_ID_MIN + int.from_bytes(os.urandom(3), "big")
@@ -321,7 +324,8 @@ class _V2cRound:
         if not work:
             return
         self.done = self.loop.create_future()
-        self.pending.extend(work)
+        for item in work:
+            self.pending.push(item, slow=item[1].expect_slow)
         self.ticker = self.loop.call_later(_TICK_S, self._tick)
         try:
             self._fill()
@@ -339,8 +343,9 @@ class _V2cRound:
         self.filling = True
         try:
             while self.pending and self.active < self.concurrency:
-                pos, target, addr, family = self.pending.popleft()
+                (pos, target, addr, family), slow = self.pending.pop()
                 probe = _Probe(pos, target, addr, family)
+                probe.slow = slow
                 self.active += 1
                 if self.active > self.stats.max_in_flight:
                     self.stats.max_in_flight = self.active
@@ -477,6 +482,9 @@ class _V2cRound:
                 probe = entry[0]
                 if probe.tries < self.retries:
                     probe.tries += 1
+                    if not probe.slow:
+                        probe.slow = True
+                        self.pending.turned_slow()
                     self.stats.retransmissions += 1
                     self._send(probe)
                 else:
@@ -793,6 +801,8 @@ class _V2cRound:
             return
         probe.finished = True
         self.active -= 1
+        if probe.slow:
+            self.pending.slow_done()
         for rid in probe.rids:
             self.inflight.pop(rid, None)
         probe.rids.clear()

@@ -37,6 +37,8 @@ from results.spool import FlushReport, flush_spool, spool_round
 from results.store import is_connection_error, write_round
 
 KINDS = frozenset({"snmp", "http"})
+# A site whose last answer took this long (or that failed) starts in the slow lane.
+SLOW_MS = 500.0
 PROBED_STATUSES = ("active", "installed")
 _T = TypeVar("_T")
 
@@ -46,7 +48,9 @@ SELECT s.id, s.site_key, host(s.mgmt_ip) AS ip, s.snmp_version, s.snmp_port,
        k.snmp_community, k.v3_user, k.v3_auth_proto, k.v3_auth_key, k.v3_priv_proto,
        k.v3_priv_key,
        extract(epoch FROM c.ts)::float8 AS c_ts, c.sys_uptime AS c_up, c.in_octets::text AS c_in,
-       c.out_octets::text AS c_out, c.counter_bits AS c_bits, c.if_index AS c_if
+       c.out_octets::text AS c_out, c.counter_bits AS c_bits, c.if_index AS c_if,
+       coalesce(st.snmp_ok IS FALSE OR st.latency_ms >= :slow_ms, false) AS snmp_slow,
+       coalesce(st.http_ok IS FALSE OR st.latency_ms >= :slow_ms, false) AS http_slow
 FROM sites s
 LEFT JOIN site_secrets k ON k.site_id = s.id
 LEFT JOIN counter_state c ON c.site_id = s.id
@@ -124,6 +128,7 @@ def load_targets(
     """
     sql = TARGETS_SQL
     params: dict[str, Any] = dict(sites_params or {})
+    params["slow_ms"] = SLOW_MS
     if site_keys:
         sql += " AND s.site_key = ANY(:site_keys)"
         params["site_keys"] = list(site_keys)
@@ -134,7 +139,8 @@ def load_targets(
         sql += f" AND ({sites_where})"
     if limit is None:
         # Longest first: sites that were down (they will likely time out) and slow ones start
-        # at once, so their waits overlap the bulk instead of trailing after it.
+        # at once, so their waits overlap the bulk instead of trailing after it. They are
+        # flagged ``expect_slow`` too, so they cannot take every slot (probes.lanes).
         sql += (
             " ORDER BY (st.state = 'down') DESC NULLS LAST,"
             " (st.snmp_ok IS FALSE OR st.http_ok IS FALSE) DESC NULLS LAST,"
@@ -163,7 +169,7 @@ def load_targets(
     for (
         site_id, site_key, ip, version, snmp_port, if_index, if_name, http_url,
         community, v3_user, v3_auth_proto, v3_auth_key, v3_priv_proto, v3_priv_key,
-        c_ts, c_up, c_in, c_out, c_bits, c_if,
+        c_ts, c_up, c_in, c_out, c_bits, c_if, snmp_slow, http_slow,
     ) in rows:  # fmt: skip
         probe_snmp = want_snmp and ip is not None and version is not None
         probe_http = want_http and http_url is not None
@@ -194,6 +200,7 @@ def load_targets(
                         v3,
                         if_index,
                         if_name if if_index is None else None,
+                        snmp_slow,
                     ),
                 )
             )
@@ -214,7 +221,14 @@ def load_targets(
             out.http.append(
                 (
                     pos,
-                    HttpTarget(site_id, _http_url(http_url, settings), "GET", keyword, throughput),
+                    HttpTarget(
+                        site_id,
+                        _http_url(http_url, settings),
+                        "GET",
+                        keyword,
+                        throughput,
+                        http_slow,
+                    ),
                 )
             )
     out.previous = CounterArrays(

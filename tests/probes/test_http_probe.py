@@ -256,6 +256,31 @@ def test_dead_and_malicious_targets_do_not_delay_the_round() -> None:
     assert took < 1.6
 
 
+def test_sites_expected_slow_start_first_without_holding_up_the_rest() -> None:
+    """Dead sites flagged from the last round take at most 80 % of the connections: the live
+    ones behind them are all answered before the first dead one gives up."""
+    done_at: dict[int, float] = {}
+    with srv.stdlib_server() as good, srv.raw_server(srv.silent) as dead:
+        targets = [
+            HttpTarget(i, f"http://{dead[0]}:{dead[1]}/", expect_slow=True) for i in range(20)
+        ] + [HttpTarget(100 + i, f"http://{good[0]}:{good[1]}/") for i in range(60)]
+        started = time.monotonic()
+        outs = asyncio.run(
+            probe_http_many(
+                targets,
+                timeout=0.5,
+                retries=0,
+                concurrency=10,
+                on_outcome=lambda o: done_at.update({o.site_id: time.monotonic() - started}),
+            )
+        )
+    assert [o.error for o in outs] == [ErrorClass.TIMEOUT] * 20 + [None] * 60
+    last_live = max(done_at[i] for i in range(100, 160))
+    first_dead = min(done_at[i] for i in range(20))
+    assert last_live < 0.5 <= first_dead
+    assert max(done_at.values()) < 1.5 + 0.8  # 20 dead over 8 connections: three waves
+
+
 def test_probing_in_a_child_process_gives_the_same_outcomes() -> None:
     progress: list[int] = []
     with srv.stdlib_server() as (host, port), srv.raw_server(srv.garbage) as bad:

@@ -7,6 +7,7 @@ do on purpose; the same engine is proven against snmpd and snmpsim in the other 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -149,6 +150,27 @@ def test_concurrency_is_bounded(fake: FakeAgent) -> None:
     assert all(o.ok for o in outcomes)
     assert stats.max_in_flight == 10 and fake.max_in_flight <= 10
     assert elapsed >= 200 / 10 * 0.04 * 0.9  # 20 waves of 40 ms: the bound really held
+
+
+def test_sites_expected_slow_start_first_without_holding_up_the_rest(fake: FakeAgent) -> None:
+    """Dead sites flagged from the last round take at most 80 % of the slots: the live ones
+    behind them in the queue are all answered before the first dead one gives up."""
+    dead = [dataclasses.replace(target(fake, "silent", i), expect_slow=True) for i in range(20)]
+    live = [target(fake, "good", 100 + i) for i in range(100)]
+    done_at: dict[int, float] = {}
+    started = time.monotonic()
+    outcomes = probe_snmp_many_sync(
+        dead + live,
+        timeout=0.4,
+        retries=1,
+        concurrency=10,
+        on_outcome=lambda o: done_at.update({o.site_id: time.monotonic() - started}),
+    )
+    assert [o.ok for o in outcomes] == [False] * 20 + [True] * 100
+    last_live = max(done_at[t.site_id] for t in live)
+    first_dead = min(done_at[t.site_id] for t in dead)
+    assert last_live < 0.4 < 0.8 <= first_dead  # dead: two attempts of 0.4 s
+    assert max(done_at.values()) < 1.6 + 0.8  # 20 dead over 8 slots: two waves of 0.8 s
 
 
 def test_a_failing_callback_does_not_wedge_the_round(fake: FakeAgent) -> None:

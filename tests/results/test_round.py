@@ -15,7 +15,7 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
-from results.rounds import run_round
+from results.rounds import SLOW_MS, load_targets, run_round
 from tests.results.lab_sites import insert_sites, write_lab_csv
 
 pytestmark = pytest.mark.slow
@@ -141,6 +141,27 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     assert 32 in bits.values() and 64 in bits.values()
     assert by_name and all(index is not None and index >= 2 for index in by_name.values())
     assert len(ids) == SITES
+
+    # The next round starts the sites that failed or answered slowly in the slow lane.
+    targets = load_targets(engine, round_settings)
+    with engine.connect() as conn:
+        last = {
+            r.site_id: r
+            for r in conn.execute(
+                text("SELECT site_id, snmp_ok, http_ok, latency_ms FROM site_status")
+            )
+        }
+    slow_snmp = {t.site_id for _, t in targets.snmp if t.expect_slow}
+    slow_http = {t.site_id for _, t in targets.http if t.expect_slow}
+    assert slow_snmp == {
+        i for i, r in last.items() if r.snmp_ok is False or (r.latency_ms or 0) >= SLOW_MS
+    }
+    assert slow_http == {
+        i for i, r in last.items() if r.http_ok is False or (r.latency_ms or 0) >= SLOW_MS
+    }
+    assert 0 < len(slow_snmp) < SITES * 0.3 and 0 < len(slow_http) < SITES * 0.3
+    down = {ids[key] for key, state in states.items() if state == "down"}
+    assert down and down <= slow_snmp & slow_http
 
     time.sleep(2)
     second = run_round(engine, round_settings)
