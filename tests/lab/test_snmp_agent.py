@@ -204,23 +204,39 @@ def test_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
     )
     from tests.probes.snmp_daemons import free_udp_port
 
+    def start(port: int) -> subprocess.Popen[bytes]:
+        code = (
+            "import sys; from pathlib import Path; from lab.inventory import read_lab_inventory; "
+            "from lab.snmp_agent import run_snmp_agent; "
+            f"run_snmp_agent(read_lab_inventory(Path({str(csv)!r})), port={port}, workers=2)"
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=Path(__file__).resolve().parents[2],
+            stderr=(tmp_path / f"agent-{port}.err").open("wb"),
+        )
+
     port = free_udp_port("0.0.0.0")
-    code = (
-        "import sys; from pathlib import Path; from lab.inventory import read_lab_inventory; "
-        "from lab.snmp_agent import run_snmp_agent; "
-        f"run_snmp_agent(read_lab_inventory(Path({str(csv)!r})), port={port}, workers=2)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    proc = start(port)
     try:
         inventory = inventory_from_rows(rows)
         now = time.time()
         up = [i for i in range(len(inventory)) if steady(inventory.behaviour(i), now)]
-        probes = targets(inventory, port, up)
+        restarts = 0
         deadline = time.monotonic() + 60  # the child imports pandas and reads the file first
         while time.monotonic() < deadline:
-            [first] = probe_snmp_many_sync(probes[:1], timeout=0.5, retries=0)
+            if proc.poll() is not None:
+                # The free port was taken between our check and the agent's bind (another
+                # process's ephemeral port): pick another one, at most twice.
+                err = (tmp_path / f"agent-{port}.err").read_text()
+                assert "Address already in use" in err and restarts < 2, err
+                restarts += 1
+                port = free_udp_port("0.0.0.0")
+                proc = start(port)
+            [first] = probe_snmp_many_sync(targets(inventory, port, up[:1]), timeout=0.5, retries=0)
             if first.ok:
                 break
+        probes = targets(inventory, port, up)
         outcomes = probe_snmp_many_sync(probes, timeout=2.0, retries=1)
         assert all(o.ok for o in outcomes), [o.error_detail for o in outcomes if not o.ok][:3]
         children = subprocess.run(
