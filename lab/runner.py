@@ -97,6 +97,13 @@ def pid_alive(pid: int) -> bool:
     """True when ``pid`` is a live lab agent (guards against a reused pid)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # A process spawned a moment ago can show an empty cmdline until its exec is done
+        # (seen on this kernel); kernel threads keep it empty, so the wait is bounded.
+        for _ in range(20):
+            if cmdline:
+                break
+            time.sleep(0.005)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     if AGENT_MARK.encode() not in cmdline:
@@ -132,7 +139,9 @@ def lab_status(settings: Settings) -> LabState | None:
     return read_state(lab_paths(settings))
 
 
-def _spawn(name: str, args: list[str], paths: LabPaths, cpus: set[int] | None) -> int:
+def _spawn(
+    name: str, args: list[str], paths: LabPaths, cpus: set[int] | None
+) -> subprocess.Popen[bytes]:
     log_file = paths.log(name)
     with log_file.open("ab") as log:
         log.write(f"\n--- {datetime.now(UTC).isoformat()} starting {name} agent\n".encode())
@@ -148,7 +157,7 @@ def _spawn(name: str, args: list[str], paths: LabPaths, cpus: set[int] | None) -
     if cpus:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(proc.pid, cpus)
-    return proc.pid
+    return proc
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -229,20 +238,27 @@ def start_lab(
     http_workers = http_workers or default_lab_workers()
     snmp_workers = snmp_workers or default_lab_workers()
     common = ["--sites", str(sites_file)]
+    # Our own children: whether one exited is asked of its Popen, not of /proc (right after
+    # the spawn /proc/<pid>/cmdline can still be empty, which pid_alive reads as "not ours").
+    children: dict[str, subprocess.Popen[bytes]] = {}
     if "snmp" in kinds:
-        pid = _spawn(
+        children["snmp"] = _spawn(
             "snmp",
             [*common, "--port", str(snmp_port), "--workers", str(snmp_workers)],
             paths,
             cpus,
         )
-        state.agents.append(AgentProcess("snmp", pid, [snmp_port], str(paths.log("snmp"))))
+        state.agents.append(
+            AgentProcess("snmp", children["snmp"].pid, [snmp_port], str(paths.log("snmp")))
+        )
     if "http" in kinds:
         args = [*common, "--port", str(http_port), "--https-port", str(https_port)]
         args += ["--tls-dir", str(paths.tls_dir), "--workers", str(http_workers)]
-        pid = _spawn("http", args, paths, cpus)
+        children["http"] = _spawn("http", args, paths, cpus)
         state.agents.append(
-            AgentProcess("http", pid, [http_port, https_port], str(paths.log("http")))
+            AgentProcess(
+                "http", children["http"].pid, [http_port, https_port], str(paths.log("http"))
+            )
         )
     _write_state(paths, state)
 
@@ -267,7 +283,7 @@ def start_lab(
         for agent in state.agents:
             if agent.name not in pending:
                 continue
-            if not pid_alive(agent.pid):
+            if children[agent.name].poll() is not None:
                 stop_lab(settings)
                 raise SetupError(
                     f"The lab {agent.name} agent exited at start. Last lines of {agent.log}:\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -114,3 +116,39 @@ def test_an_agent_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) ->
     state = lab_status(settings)
     assert state is None or not any(a.alive for a in state.agents)
     assert os.path.exists(tmp_path / "var" / "lab" / "http_agent.log")
+
+
+def test_an_agent_just_spawned_is_not_taken_for_dead(tmp_path: Path) -> None:
+    """Right after the spawn, /proc/<pid>/cmdline can still be empty (seen on 6 of 10 starts of
+    an HTTP-only lab): start_lab must ask its own child whether it exited, not /proc."""
+    for attempt in range(5):
+        settings = Settings(var_dir=tmp_path / f"var{attempt}")
+        http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+        csv = tmp_path / f"lab{attempt}.csv"
+        write_lab_csv(csv, 5, snmp_port=1, http_port=http_port, https_port=https_port)
+        try:
+            state = start_lab(
+                settings, csv, kinds=("http",), http_port=http_port, https_port=https_port
+            )
+            assert state.running
+        finally:
+            stop_lab(settings)
+
+
+def test_pid_alive_sees_an_agent_the_moment_it_is_spawned() -> None:
+    """stop_lab right after a start (one agent died at once) must still see the other one."""
+    procs = []
+    try:
+        for _ in range(50):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(2)", "lab.runner"],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            procs.append(proc)
+            assert pid_alive(proc.pid)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert not any(pid_alive(p.pid) for p in procs)
