@@ -2,7 +2,9 @@
 
 A ``RoundBatch`` is self-contained (plain strings in PostgreSQL's COPY text format), so the same
 object is written to the database or, when the database is unreachable, saved to the spool
-and written later unchanged.
+and written later unchanged. While a batch is being built, ``BatchParts`` hands each finished
+part to a writer that is already copying the earlier ones (results.store.write_parts), so the
+database works on the results while the status rows are still being made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
@@ -123,6 +126,73 @@ class RoundBatch:
         return date.fromisoformat(self.first_day), date.fromisoformat(self.last_day)
 
 
+PART_NAMES = (
+    "head",
+    "counter_rows",
+    "reboot_rows",
+    "status_rows",
+    "snmp_rows",
+    "http_rows",
+    "round",
+)
+"""The parts of a batch, in the order they are finished and written: the upserts, which cost
+the database most, come before the results, which cost the builder most."""
+
+
+class BatchParts:
+    """The parts of one batch, each handed over as soon as it is finished.
+
+    ``get`` blocks until a part is there; after ``fail`` every part not yet given raises that
+    error instead, so a writer waiting on a batch that will never be finished stops.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Future[object]] = {name: Future() for name in PART_NAMES}
+
+    @classmethod
+    def of(cls, batch: RoundBatch) -> BatchParts:
+        """The parts of a finished batch, all there at once."""
+        parts = cls()
+        parts.give("head", (batch.round.id, batch.first_day, batch.last_day))
+        for name in PART_NAMES[1:-1]:
+            parts.give(name, getattr(batch, name))
+        parts.give("round", batch.round)
+        return parts
+
+    def give(self, name: str, value: object) -> None:
+        """Hand over the part ``name``."""
+        self._parts[name].set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Make every part not yet given raise ``error``."""
+        for part in self._parts.values():
+            if not part.done():
+                part.set_exception(error)
+
+    def get(self, name: str) -> object:
+        """The part ``name``, once it has been given."""
+        return self._parts[name].result()
+
+    def rows(self, name: str) -> str:
+        """The COPY text part ``name``."""
+        value = self.get(name)
+        assert isinstance(value, str)
+        return value
+
+    def head(self) -> tuple[str, date, date]:
+        """The round's id and the first and last UTC day of its results (for partitions)."""
+        head = self.get("head")
+        assert isinstance(head, tuple)
+        round_id, first, last = head
+        return str(round_id), date.fromisoformat(str(first)), date.fromisoformat(str(last))
+
+    def record(self) -> RoundRecord:
+        """The ``probe_rounds`` row, the last part to be finished."""
+        value = self.get("round")
+        assert isinstance(value, RoundRecord)
+        return value
+
+
 def _error_text(error: object, detail: str | None) -> str | None:
     if error is None:
         return None
@@ -148,6 +218,7 @@ def build_round_batch(
     http: Sequence[tuple[int, HttpOutcome]],
     previous_counters: CounterArrays,
     probe_seconds: float,
+    parts: BatchParts | None = None,
 ) -> RoundBatch:
     """Build the batch of a round.
 
@@ -155,7 +226,41 @@ def build_round_batch(
     ``previous_counters`` is aligned with ``snmp`` (the stored counter state of each site).
     Loops here touch each outcome once with plain Python values (numpy scalars and enum
     attribute lookups are 10x dearer); the per-site logic runs on whole arrays.
+    With ``parts``, each part is handed over there as soon as it is finished (in
+    ``PART_NAMES`` order); if building fails, ``parts`` fails with the same error.
     """
+    out = parts or BatchParts()
+    try:
+        return _build(
+            round_id=round_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            kinds=kinds,
+            site_ids=site_ids,
+            snmp=snmp,
+            http=http,
+            previous_counters=previous_counters,
+            probe_seconds=probe_seconds,
+            parts=out,
+        )
+    except BaseException as exc:
+        out.fail(exc)
+        raise
+
+
+def _build(
+    *,
+    round_id: uuid.UUID,
+    started_at: datetime,
+    finished_at: datetime,
+    kinds: Sequence[str],
+    site_ids: Sequence[int],
+    snmp: Sequence[tuple[int, SnmpOutcome]],
+    http: Sequence[tuple[int, HttpOutcome]],
+    previous_counters: CounterArrays,
+    probe_seconds: float,
+    parts: BatchParts,
+) -> RoundBatch:
     n = len(site_ids)
     rid = str(round_id)
     none = Verdict.NONE
@@ -201,68 +306,38 @@ def build_round_batch(
     rate_status = rates.status.tolist()
     status_counts = Counter(rate_status)
 
-    days: set[date] = set()
-    snmp_ts = [o.ts.isoformat() for _, o in snmp]
-    http_ts = [h.ts.isoformat() for _, h in http]
-    snmp_lines: list[str] = []
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    for k, (pos, o) in enumerate(snmp):
-        if snmp_v[pos] == none:
-            errors[f"snmp {o.error}"] += 1
-            continue
-        if o.ok and o.error_detail is None:
-            # The common case has no text field, so every None can become NULL in one pass.
-            if o.latency_ms is not None:
-                latencies.append(o.latency_ms)
-            snmp_lines.append(
-                f"{rid}\t{site_ids[pos]}\t{snmp_ts[k]}\tsnmp\tt\t{states[pos]}\t"
-                f"{o.latency_ms}\tNone\tNone\t{o.if_index}\t{o.sys_uptime}\t{o.in_octets}\t"
-                f"{o.out_octets}\t{o.counter_bits}\t{o.oper_status}\t{o.high_speed_mbps}\t"
-                f"{rate_in[k]}\t{rate_out[k]}\n".replace("None", NULL)
-            )
-            continue
-        if o.error is not None:
-            errors[f"snmp {o.error}"] += 1
-        snmp_lines.append(
-            f"{rid}\t{site_ids[pos]}\t{snmp_ts[k]}\tsnmp\t{'t' if o.ok else 'f'}\t"
-            f"{states[pos]}\t{_f(o.latency_ms)}\t{esc(o.error)}\t"
-            f"{esc(o.error_detail)}\t{_i(o.if_index)}\t{_i(o.sys_uptime)}\t"
-            f"{_i(o.in_octets)}\t{_i(o.out_octets)}\t{_i(o.counter_bits)}\t"
-            f"{_i(o.oper_status)}\t{_i(o.high_speed_mbps)}\t{_f(rate_in[k])}\t"
-            f"{_f(rate_out[k])}\n"
-        )
-    http_lines: list[str] = []
-    for k, (pos, h) in enumerate(http):
-        if http_v[pos] == none:
-            errors[f"http {h.error}"] += 1
-            continue
-        if h.ok and h.error_detail is None:
-            if h.latency_ms is not None:
-                latencies.append(h.latency_ms)
-            kw = NULL if h.keyword_found is None else ("t" if h.keyword_found else "f")
-            http_lines.append(
-                f"{rid}\t{site_ids[pos]}\t{http_ts[k]}\thttp\tt\t{states[pos]}\t"
-                f"{h.latency_ms}\tNone\tNone\t{h.status_code}\t{h.connect_ms}\t{h.ttfb_ms}\t"
-                f"{h.total_ms}\t{h.tls_days_left}\t{kw}\t{h.throughput_mbps}\t"
-                f"{h.bytes_read}\n".replace("None", NULL)
-            )
-            continue
-        if h.ok:
-            if h.latency_ms is not None:
-                latencies.append(h.latency_ms)
-        elif h.error is not None:
-            errors[f"http {h.error}"] += 1
-        http_lines.append(
-            f"{rid}\t{site_ids[pos]}\t{http_ts[k]}\thttp\t{'t' if h.ok else 'f'}\t"
-            f"{states[pos]}\t{_f(h.latency_ms)}\t{esc(h.error)}\t"
-            f"{esc(h.error_detail)}\t{_i(h.status_code)}\t{_f(h.connect_ms)}\t"
-            f"{_f(h.ttfb_ms)}\t{_f(h.total_ms)}\t{_f(h.tls_days_left)}\t"
-            f"{flag(h.keyword_found)}\t{_f(h.throughput_mbps)}\t{_i(h.bytes_read)}\n"
-        )
+    today = finished_at.astimezone(UTC).date()
     stamps = [o.ts for _, o in snmp] + [h.ts for _, h in http]
+    days = {today}
     if stamps:
         days = {min(stamps).astimezone(UTC).date(), max(stamps).astimezone(UTC).date()}
+    first_day, last_day = min(days).isoformat(), max(days).isoformat()
+    parts.give("head", (rid, first_day, last_day))
+
+    snmp_ts = [o.ts.isoformat() for _, o in snmp]
+    http_ts = [h.ts.isoformat() for _, h in http]
+
+    counter_lines: list[str] = []
+    reboot_lines: list[str] = []
+    prev_uptime = prev.sys_uptime.tolist()
+    for j, k in enumerate(polled):
+        pos, o = snmp[k]
+        counter_lines.append(
+            f"{site_ids[pos]}\t{snmp_ts[k]}\t{_i(o.sys_uptime)}\t{o.in_octets}\t"
+            f"{o.out_octets}\t{o.counter_bits}\t{_i(o.if_index)}\n"
+        )
+        if rate_status[j] in REBOOT_CODES:
+            before = prev_uptime[j]
+            reason = RateStatus(rate_status[j]).reboot_reason
+            reboot_lines.append(
+                f"{site_ids[pos]}\t{snmp_ts[k]}\t{rid}\t{reason}\t"
+                f"{_i(before if before >= 0 else None)}\t{_i(o.sys_uptime)}\n"
+            )
+
+    counter_rows = "".join(counter_lines)
+    parts.give("counter_rows", counter_rows)
+    reboot_rows = "".join(reboot_lines)
+    parts.give("reboot_rows", reboot_rows)
 
     status_lines: list[str] = []
     for pos in range(n):
@@ -310,29 +385,75 @@ def build_round_batch(
             f"{NULL if ho is None else _f(ho.tls_days_left)}\t{last_error}\n"
         )
 
-    counter_lines: list[str] = []
-    reboot_lines: list[str] = []
-    prev_uptime = prev.sys_uptime.tolist()
-    for j, k in enumerate(polled):
-        pos, o = snmp[k]
-        counter_lines.append(
-            f"{site_ids[pos]}\t{snmp_ts[k]}\t{_i(o.sys_uptime)}\t{o.in_octets}\t"
-            f"{o.out_octets}\t{o.counter_bits}\t{_i(o.if_index)}\n"
-        )
-        if rate_status[j] in REBOOT_CODES:
-            before = prev_uptime[j]
-            reason = RateStatus(rate_status[j]).reboot_reason
-            reboot_lines.append(
-                f"{site_ids[pos]}\t{snmp_ts[k]}\t{rid}\t{reason}\t"
-                f"{_i(before if before >= 0 else None)}\t{_i(o.sys_uptime)}\n"
+    status_rows = "".join(status_lines)
+    parts.give("status_rows", status_rows)
+
+    snmp_lines: list[str] = []
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    for k, (pos, o) in enumerate(snmp):
+        if snmp_v[pos] == none:
+            errors[f"snmp {o.error}"] += 1
+            continue
+        if o.ok and o.error_detail is None:
+            # The common case has no text field, so every None can become NULL in one pass.
+            if o.latency_ms is not None:
+                latencies.append(o.latency_ms)
+            snmp_lines.append(
+                f"{rid}\t{site_ids[pos]}\t{snmp_ts[k]}\tsnmp\tt\t{states[pos]}\t"
+                f"{o.latency_ms}\tNone\tNone\t{o.if_index}\t{o.sys_uptime}\t{o.in_octets}\t"
+                f"{o.out_octets}\t{o.counter_bits}\t{o.oper_status}\t{o.high_speed_mbps}\t"
+                f"{rate_in[k]}\t{rate_out[k]}\n".replace("None", NULL)
             )
+            continue
+        if o.error is not None:
+            errors[f"snmp {o.error}"] += 1
+        snmp_lines.append(
+            f"{rid}\t{site_ids[pos]}\t{snmp_ts[k]}\tsnmp\t{'t' if o.ok else 'f'}\t"
+            f"{states[pos]}\t{_f(o.latency_ms)}\t{esc(o.error)}\t"
+            f"{esc(o.error_detail)}\t{_i(o.if_index)}\t{_i(o.sys_uptime)}\t"
+            f"{_i(o.in_octets)}\t{_i(o.out_octets)}\t{_i(o.counter_bits)}\t"
+            f"{_i(o.oper_status)}\t{_i(o.high_speed_mbps)}\t{_f(rate_in[k])}\t"
+            f"{_f(rate_out[k])}\n"
+        )
+    snmp_rows = "".join(snmp_lines)
+    parts.give("snmp_rows", snmp_rows)
+    http_lines: list[str] = []
+    for k, (pos, h) in enumerate(http):
+        if http_v[pos] == none:
+            errors[f"http {h.error}"] += 1
+            continue
+        if h.ok and h.error_detail is None:
+            if h.latency_ms is not None:
+                latencies.append(h.latency_ms)
+            kw = NULL if h.keyword_found is None else ("t" if h.keyword_found else "f")
+            http_lines.append(
+                f"{rid}\t{site_ids[pos]}\t{http_ts[k]}\thttp\tt\t{states[pos]}\t"
+                f"{h.latency_ms}\tNone\tNone\t{h.status_code}\t{h.connect_ms}\t{h.ttfb_ms}\t"
+                f"{h.total_ms}\t{h.tls_days_left}\t{kw}\t{h.throughput_mbps}\t"
+                f"{h.bytes_read}\n".replace("None", NULL)
+            )
+            continue
+        if h.ok:
+            if h.latency_ms is not None:
+                latencies.append(h.latency_ms)
+        elif h.error is not None:
+            errors[f"http {h.error}"] += 1
+        http_lines.append(
+            f"{rid}\t{site_ids[pos]}\t{http_ts[k]}\thttp\t{'t' if h.ok else 'f'}\t"
+            f"{states[pos]}\t{_f(h.latency_ms)}\t{esc(h.error)}\t"
+            f"{esc(h.error_detail)}\t{_i(h.status_code)}\t{_f(h.connect_ms)}\t"
+            f"{_f(h.ttfb_ms)}\t{_f(h.total_ms)}\t{_f(h.tls_days_left)}\t"
+            f"{flag(h.keyword_found)}\t{_f(h.throughput_mbps)}\t{_i(h.bytes_read)}\n"
+        )
+    http_rows = "".join(http_lines)
+    parts.give("http_rows", http_rows)
 
     counts = np.bincount(state_codes, minlength=4)
     probes = len(snmp) + len(http)
     p50 = p95 = None
     if latencies:
         p50, p95 = (float(x) for x in np.percentile(np.asarray(latencies), [50, 95]))
-    today = finished_at.astimezone(UTC).date()
     record = RoundRecord(
         id=rid,
         started_at=started_at.isoformat(),
@@ -352,13 +473,14 @@ def build_round_batch(
         bogus_rates=status_counts.get(int(RateStatus.BOGUS), 0),
         errors=dict(errors.most_common()),
     )
+    parts.give("round", record)
     return RoundBatch(
         round=record,
-        first_day=min(days, default=today).isoformat(),
-        last_day=max(days, default=today).isoformat(),
-        snmp_rows="".join(snmp_lines),
-        http_rows="".join(http_lines),
-        status_rows="".join(status_lines),
-        counter_rows="".join(counter_lines),
-        reboot_rows="".join(reboot_lines),
+        first_day=first_day,
+        last_day=last_day,
+        snmp_rows=snmp_rows,
+        http_rows=http_rows,
+        status_rows=status_rows,
+        counter_rows=counter_rows,
+        reboot_rows=reboot_rows,
     )

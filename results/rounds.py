@@ -6,16 +6,21 @@ narrowed by keys, ids, a SQL predicate on ``sites`` (alias ``s``) and a limit. T
 counter state comes with the targets in the same query. Both probe engines run in one event
 loop; then states and rates are computed for all sites at once and the round is written in
 one transaction (``results.store``), or spooled when the database is unreachable
-(``results.spool``). Spooled rounds are flushed before a new round loads its targets, so
-rates are always computed against the latest stored counters.
+(``results.spool``). The write starts while the batch is still being built: a writer thread
+writes each part (the state upserts first, then the results) while the next is being made;
+the ``compute`` phase is the building, ``write`` what is left of the writing after it.
+Spooled rounds are flushed before a new round loads its targets, so rates are always
+computed against the latest stored counters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Collection, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -31,10 +36,10 @@ from core.settings import Settings
 from probes.http import probe_http_many, probe_http_many_in_process
 from probes.model import HttpOutcome, HttpTarget, SnmpOutcome, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many
-from results.batch import RoundBatch, build_round_batch
+from results.batch import BatchParts, RoundBatch, build_round_batch
 from results.rates import CounterArrays
 from results.spool import FlushReport, flush_spool, spool_round
-from results.store import is_connection_error, write_round
+from results.store import is_connection_error, write_parts
 
 KINDS = frozenset({"snmp", "http"})
 # A site whose last answer took this long (or that failed) starts in the slow lane.
@@ -435,24 +440,34 @@ def _run_round(
     finished_at = datetime.now(UTC)
 
     t2 = time.perf_counter()
-    batch = build_round_batch(
-        round_id=round_id,
-        started_at=started_at,
-        finished_at=finished_at,
-        kinds=sorted(kinds),
-        site_ids=targets.site_ids,
-        snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
-        http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
-        previous_counters=targets.previous,
-        probe_seconds=probe_seconds,
-    )
-    phases["compute"] = time.perf_counter() - t2
-
-    t3 = time.perf_counter()
-    written = spooled = lost = False
     write_task = progress.task("Writing results", total=None)
+    parts = BatchParts()
+    writing: Future[bool] = Future()
+    writer = threading.Thread(
+        target=_write_in_thread, args=(engine, parts, writing), name="round-writer", daemon=True
+    )
+    writer.start()
     try:
-        written = write_round(engine, batch)
+        batch = build_round_batch(
+            round_id=round_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            kinds=sorted(kinds),
+            site_ids=targets.site_ids,
+            snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
+            http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
+            previous_counters=targets.previous,
+            probe_seconds=probe_seconds,
+            parts=parts,
+        )
+    finally:
+        phases["compute"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        writer.join()  # a failed build fails the parts: the writer rolls back and stops
+
+    written = spooled = lost = False
+    try:
+        written = writing.result()
     except Exception as exc:
         if not is_connection_error(exc):
             raise
@@ -470,6 +485,13 @@ def _run_round(
         flushed=flushed,
         snmp_dropped_datagrams=stats.dropped,
     )
+
+
+def _write_in_thread(engine: Engine, parts: BatchParts, result: Future[bool]) -> None:
+    try:
+        result.set_result(write_parts(engine, parts))
+    except BaseException as exc:  # handed to the round's thread, which decides
+        result.set_exception(exc)
 
 
 def summarise(

@@ -1,16 +1,19 @@
 """Write a round to PostgreSQL in one transaction: results by COPY, state by bulk upsert.
 
-Order inside the transaction: the ``probe_rounds`` row first (``ON CONFLICT DO NOTHING``: a
-round already written is recognised and the whole batch skipped, so a spool replay never
-writes twice), then ``COPY`` into ``probe_results`` (the daily partitions are created
-beforehand when missing), then ``site_status`` and ``counter_state`` upserted from staging
-tables, then the reboot events. Upserts never let an older round overwrite a newer one
-(``last_probe_at`` / ``ts`` guards), so a late replay cannot regress a site's state.
+Order inside the transaction: ``counter_state`` upserted from a staging table, the reboot
+events, ``site_status`` upserted from a staging table, ``COPY`` into ``probe_results`` (the
+daily partitions are created beforehand when missing), and last the ``probe_rounds`` row
+(``ON CONFLICT DO NOTHING``): when that round is already there the transaction is rolled
+back, so a spool replay never writes twice. A round already written before the write began is
+recognised at once and skipped. The row comes last because its summary is the last part of a
+batch to be built, and ``write_parts`` starts writing while the rest is still being built
+(results.batch.PART_NAMES gives the order). Upserts never let an older round overwrite a
+newer one (``last_probe_at`` / ``ts`` guards), so a late replay cannot regress a site's state.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import psycopg
 from sqlalchemy import Connection, Engine, text
@@ -23,6 +26,7 @@ from results.batch import (
     REBOOT_COLUMNS,
     SNMP_COLUMNS,
     STATUS_COLUMNS,
+    BatchParts,
     RoundBatch,
 )
 
@@ -59,6 +63,8 @@ CREATE TEMP TABLE round_reboots (
     new_uptime bigint
 ) ON COMMIT DROP
 """
+ROUND_EXISTS = text("SELECT 1 FROM probe_rounds WHERE id = :id")
+
 INSERT_REBOOTS = f"""
 INSERT INTO reboot_events ({REBOOT_COLUMNS})
 SELECT {", ".join("r." + c.strip() for c in REBOOT_COLUMNS.split(","))}
@@ -134,9 +140,8 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def ensure_partitions(conn: Connection, batch: RoundBatch) -> int:
-    """Create the daily partitions the batch needs (one day of margin each side)."""
-    first, last = batch.days
+def ensure_partitions(conn: Connection, first: date, last: date) -> int:
+    """Create the daily partitions for results from ``first`` to ``last`` (a day of margin)."""
     made = conn.execute(
         text("SELECT ensure_probe_results_partitions(:a, :b)"),
         {"a": first - timedelta(days=1), "b": last + timedelta(days=1)},
@@ -151,41 +156,60 @@ def _copy(cur: psycopg.Cursor[tuple[object, ...]], sql: str, data: str) -> None:
         copy.write(data)
 
 
+class _AlreadyWritten(Exception):
+    """Raised inside the write's transaction to roll it back."""
+
+
 def write_round(engine: Engine, batch: RoundBatch, *, from_spool: bool = False) -> bool:
     """Write ``batch`` in one transaction; return False when that round was already written."""
-    record = batch.round
+    return write_parts(engine, BatchParts.of(batch), from_spool=from_spool)
+
+
+def write_parts(engine: Engine, parts: BatchParts, *, from_spool: bool = False) -> bool:
+    """Write a batch in one transaction, each part as soon as it is handed over.
+
+    Returns False, having written nothing, when that round was already written. If the batch
+    fails to be built (``parts.fail``), the transaction is rolled back and the error raised.
+    """
+    round_id, first, last = parts.head()
     with engine.connect() as conn:
         with conn.begin():
-            ensure_partitions(conn, batch)
-        with conn.begin():
-            params = {k: v for k, v in vars(record).items() if k != "errors"} | {
-                "from_spool": from_spool
-            }
-            if conn.execute(INSERT_ROUND, params).first() is None:
+            if conn.execute(ROUND_EXISTS, {"id": round_id}).first() is not None:
                 return False
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, psycopg.Connection)
-            with raw.cursor() as cur:
-                _copy(cur, f"COPY probe_results ({SNMP_COLUMNS}) FROM STDIN", batch.snmp_rows)
-                _copy(cur, f"COPY probe_results ({HTTP_COLUMNS}) FROM STDIN", batch.http_rows)
-                if batch.status_rows:
-                    cur.execute(STAGING)
-                    _copy(
-                        cur, f"COPY round_status ({STATUS_COLUMNS}) FROM STDIN", batch.status_rows
-                    )
-                    cur.execute(UPSERT_STATUS, {"round_id": record.id})
-                if batch.counter_rows:
-                    cur.execute(STAGING_COUNTERS)
-                    _copy(
-                        cur,
-                        f"COPY round_counters ({COUNTER_COLUMNS}) FROM STDIN",
-                        batch.counter_rows,
-                    )
-                    cur.execute(UPSERT_COUNTERS)
-                if batch.reboot_rows:
-                    cur.execute(STAGING_REBOOTS)
-                    _copy(
-                        cur, f"COPY round_reboots ({REBOOT_COLUMNS}) FROM STDIN", batch.reboot_rows
-                    )
-                    cur.execute(INSERT_REBOOTS)
+            ensure_partitions(conn, first, last)
+        try:
+            with conn.begin():
+                raw = conn.connection.driver_connection
+                assert isinstance(raw, psycopg.Connection)
+                with raw.cursor() as cur:
+                    _write_rows(cur, parts)
+                record = parts.record()
+                params = {k: v for k, v in vars(record).items() if k != "errors"} | {
+                    "from_spool": from_spool
+                }
+                if conn.execute(INSERT_ROUND, params).first() is None:
+                    raise _AlreadyWritten  # written by another writer meanwhile: roll back
+        except _AlreadyWritten:
+            return False
     return True
+
+
+def _write_rows(cur: psycopg.Cursor[tuple[object, ...]], parts: BatchParts) -> None:
+    # In PART_NAMES order: each step waits only for the part it writes.
+    counter_rows = parts.rows("counter_rows")
+    if counter_rows:
+        cur.execute(STAGING_COUNTERS)
+        _copy(cur, f"COPY round_counters ({COUNTER_COLUMNS}) FROM STDIN", counter_rows)
+        cur.execute(UPSERT_COUNTERS)
+    reboot_rows = parts.rows("reboot_rows")
+    if reboot_rows:
+        cur.execute(STAGING_REBOOTS)
+        _copy(cur, f"COPY round_reboots ({REBOOT_COLUMNS}) FROM STDIN", reboot_rows)
+        cur.execute(INSERT_REBOOTS)
+    status_rows = parts.rows("status_rows")
+    if status_rows:
+        cur.execute(STAGING)
+        _copy(cur, f"COPY round_status ({STATUS_COLUMNS}) FROM STDIN", status_rows)
+        cur.execute(UPSERT_STATUS, {"round_id": parts.head()[0]})
+    _copy(cur, f"COPY probe_results ({SNMP_COLUMNS}) FROM STDIN", parts.rows("snmp_rows"))
+    _copy(cur, f"COPY probe_results ({HTTP_COLUMNS}) FROM STDIN", parts.rows("http_rows"))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from probes.model import ErrorClass, HttpOutcome, SnmpOutcome
-from results.batch import RoundBatch, build_round_batch
+from results.batch import BatchParts, RoundBatch, build_round_batch
 from results.rates import CounterArrays, CounterSample
-from results.store import write_round
+from results.store import write_parts, write_round
 from tests.results.lab_sites import insert_sites, write_lab_csv
 
 T0 = datetime(2031, 3, 4, 23, 59, 0, tzinfo=UTC)
@@ -195,3 +199,101 @@ def test_batch_survives_serialisation(site_ids: list[int]) -> None:
     batch = first_round(site_ids)
     again = RoundBatch.from_bytes(batch.to_bytes())
     assert again == batch
+
+
+def give(parts: BatchParts, batch: RoundBatch, names: tuple[str, ...]) -> None:
+    """Hand over the named parts of a finished batch, as the builder would."""
+    for name in names:
+        if name == "head":
+            parts.give("head", (batch.round.id, batch.first_day, batch.last_day))
+        elif name == "round":
+            parts.give("round", batch.round)
+        else:
+            parts.give(name, getattr(batch, name))
+
+
+def table_counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as conn:
+        return (
+            conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM site_status")).scalar_one(),
+        )
+
+
+@contextmanager
+def writing_in_background(engine: Engine, parts: BatchParts) -> Iterator[Future[bool]]:
+    """``write_parts`` in a thread; parts not handed over by the end fail, so it never hangs."""
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            yield pool.submit(write_parts, engine, parts)
+        finally:
+            parts.fail(RuntimeError("the test ended before handing over every part"))
+
+
+def writer_has_written(engine: Engine, table: str) -> bool:
+    """True when another backend's open transaction has written into ``table``."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = :table AND l.mode = 'RowExclusiveLock' "
+                    "AND l.granted AND l.pid <> pg_backend_pid()"
+                ),
+                {"table": table},
+            ).scalar_one()
+        )
+
+
+def partition_exists(engine: Engine, name: str) -> bool:
+    """True once the writer has checked for the round and committed the partitions it needs."""
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name})
+        return bool(found.scalar_one())
+
+
+def test_state_is_written_before_the_results_are_built(engine: Engine, site_ids: list[int]) -> None:
+    batch = first_round(site_ids)
+    parts = BatchParts()
+    with writing_in_background(engine, parts) as writing:
+        give(parts, batch, ("head", "counter_rows", "reboot_rows", "status_rows"))
+        deadline = time.monotonic() + 20
+        while not writer_has_written(engine, "site_status"):
+            assert time.monotonic() < deadline, "site_status was not written before the results"
+            assert not writing.done(), writing.exception()
+            time.sleep(0.02)
+        assert table_counts(engine) == (0, 0, 0)  # nothing is visible before the commit
+        give(parts, batch, ("snmp_rows", "http_rows", "round"))
+        assert writing.result(timeout=30) is True
+    assert table_counts(engine) == (1, 6, 3)
+
+
+def test_a_batch_that_fails_to_be_built_writes_nothing(engine: Engine, site_ids: list[int]) -> None:
+    batch = first_round(site_ids)
+    parts = BatchParts()
+    with writing_in_background(engine, parts) as writing:
+        give(parts, batch, ("head", "counter_rows", "reboot_rows", "status_rows", "snmp_rows"))
+        parts.fail(ValueError("the builder broke"))
+        with pytest.raises(ValueError, match="the builder broke"):
+            writing.result(timeout=30)
+    assert table_counts(engine) == (0, 0, 0)
+    assert write_round(engine, batch) is True  # the same round can still be written whole
+    assert table_counts(engine) == (1, 6, 3)
+
+
+def test_two_writers_of_one_round_write_it_once(engine: Engine, site_ids: list[int]) -> None:
+    batch = first_round(site_ids)
+    parts = BatchParts()
+    with writing_in_background(engine, parts) as slow:
+        give(parts, batch, ("head",))
+        deadline = time.monotonic() + 20
+        while not partition_exists(engine, "probe_results_p20310304"):
+            assert time.monotonic() < deadline, "the writer did not create the partitions"
+            time.sleep(0.02)
+        # The slow writer found no such round; another writes the same round meanwhile.
+        assert write_round(engine, batch) is True
+        give(parts, batch, ("counter_rows", "reboot_rows", "status_rows", "snmp_rows"))
+        give(parts, batch, ("http_rows", "round"))
+        assert slow.result(timeout=30) is False  # its insert of the round met the other's
+    assert table_counts(engine) == (1, 6, 3)
