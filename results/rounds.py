@@ -16,11 +16,10 @@ computed against the latest stored counters.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Collection, Sequence
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -442,28 +441,25 @@ def _run_round(
     t2 = time.perf_counter()
     write_task = progress.task("Writing results", total=None)
     parts = BatchParts()
-    writing: Future[bool] = Future()
-    writer = threading.Thread(
-        target=_write_in_thread, args=(engine, parts, writing), name="round-writer", daemon=True
-    )
-    writer.start()
-    try:
-        batch = build_round_batch(
-            round_id=round_id,
-            started_at=started_at,
-            finished_at=finished_at,
-            kinds=sorted(kinds),
-            site_ids=targets.site_ids,
-            snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
-            http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
-            previous_counters=targets.previous,
-            probe_seconds=probe_seconds,
-            parts=parts,
-        )
-    finally:
-        phases["compute"] = time.perf_counter() - t2
-        t3 = time.perf_counter()
-        writer.join()  # a failed build fails the parts: the writer rolls back and stops
+    with ThreadPoolExecutor(1, thread_name_prefix="round-writer") as pool:
+        writing = pool.submit(write_parts, engine, parts)
+        try:
+            batch = build_round_batch(
+                round_id=round_id,
+                started_at=started_at,
+                finished_at=finished_at,
+                kinds=sorted(kinds),
+                site_ids=targets.site_ids,
+                snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
+                http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
+                previous_counters=targets.previous,
+                probe_seconds=probe_seconds,
+                parts=parts,
+            )
+        finally:
+            phases["compute"] = time.perf_counter() - t2
+            t3 = time.perf_counter()
+    # Leaving the pool waited for the writer (a failed build failed the parts: it rolled back).
 
     written = spooled = lost = False
     try:
@@ -485,13 +481,6 @@ def _run_round(
         flushed=flushed,
         snmp_dropped_datagrams=stats.dropped,
     )
-
-
-def _write_in_thread(engine: Engine, parts: BatchParts, result: Future[bool]) -> None:
-    try:
-        result.set_result(write_parts(engine, parts))
-    except BaseException as exc:  # handed to the round's thread, which decides
-        result.set_exception(exc)
 
 
 def summarise(
