@@ -910,9 +910,11 @@ async def probe_http_many_in_process(
         outcomes = receiving.result()
     finally:
         parent_end.close()
-        child.join(5)
-        if child.is_alive():
-            child.kill()
+        try:
+            await loop.run_in_executor(None, child.join, 5)  # the SNMP probes share this loop
+        finally:
+            if child.is_alive():
+                child.kill()
     if outcomes is None:
         return await probe_http_many(targets, **options)
     if on_progress is not None and len(outcomes) > reported:
