@@ -206,6 +206,12 @@ class _Responder:
             self._site_views[i] = found
         return found
 
+    def warm(self) -> None:
+        """Make every site's view and community now, not on its first request."""
+        for i in range(len(self.inventory)):
+            self.view(i, self.inventory.behaviour(i))
+            self.community(i)
+
     def community(self, i: int) -> bytes:
         found = self._communities.get(i)
         if found is None:
@@ -479,9 +485,10 @@ def serve(
     inventory: LabInventory,
     *,
     stop: threading.Event,
+    responder: _Responder | None = None,
 ) -> AgentStats:
     """Answer requests on ``sock`` until ``stop`` is set; return the counters."""
-    responder = _Responder(inventory)
+    responder = responder or _Responder(inventory)
     delayed: list[_Delayed] = []
     seq = 0
     poller = select.poll()
@@ -533,13 +540,13 @@ def serve(
     return responder.stats
 
 
-def _child(inventory: LabInventory, host: str, port: int) -> None:
+def _child(responder: _Responder, host: str, port: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sock = open_agent_socket(host, port)
     try:
-        serve(sock, inventory, stop=stop)
+        serve(sock, responder.inventory, stop=stop, responder=responder)
     finally:
         sock.close()
 
@@ -563,7 +570,10 @@ def run_snmp_agent(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    inventory.behaviours()  # compute once before forking, so children share the pages
+    # Behaviours and views are made once before forking, so children share the pages and
+    # the first round does not pay for every site's first contact.
+    responder = _Responder(inventory)
+    responder.warm()
     if threading.current_thread() is threading.main_thread():
         freeze_long_lived()  # an agent process; not a test's thread
     sock = open_agent_socket(host, port)
@@ -571,13 +581,13 @@ def run_snmp_agent(
     context = multiprocessing.get_context("fork")
     children: list[multiprocessing.context.ForkProcess] = []
     for _ in range(max(0, workers - 1)):
-        child = context.Process(target=_child, args=(inventory, host, bound), daemon=True)
+        child = context.Process(target=_child, args=(responder, host, bound), daemon=True)
         child.start()
         children.append(child)
     if on_ready is not None:
         on_ready(bound)
     try:
-        return serve(sock, inventory, stop=stop)
+        return serve(sock, inventory, stop=stop, responder=responder)
     finally:
         sock.close()
         for child in children:
