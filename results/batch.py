@@ -3,8 +3,8 @@
 A ``RoundBatch`` is self-contained (plain strings in PostgreSQL's COPY text format), so the same
 object is written to the database or, when the database is unreachable, saved to the spool
 and written later unchanged. While a batch is being built, ``BatchParts`` hands each finished
-part to a writer that is already copying the earlier ones (results.store.write_parts), so the
-database works on the results while the status rows are still being made.
+part to a writer that is already writing the earlier ones (results.store.write_parts), so the
+database upserts the sites' state while the result rows are still being made.
 """
 
 from __future__ import annotations
