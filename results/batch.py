@@ -227,40 +227,9 @@ def build_round_batch(
     Loops here touch each outcome once with plain Python values (numpy scalars and enum
     attribute lookups are 10x dearer); the per-site logic runs on whole arrays.
     With ``parts``, each part is handed over there as soon as it is finished (in
-    ``PART_NAMES`` order); if building fails, ``parts`` fails with the same error.
+    ``PART_NAMES`` order); a caller that hands ``parts`` to a writer fails them if this raises.
     """
-    out = parts or BatchParts()
-    try:
-        return _build(
-            round_id=round_id,
-            started_at=started_at,
-            finished_at=finished_at,
-            kinds=kinds,
-            site_ids=site_ids,
-            snmp=snmp,
-            http=http,
-            previous_counters=previous_counters,
-            probe_seconds=probe_seconds,
-            parts=out,
-        )
-    except BaseException as exc:
-        out.fail(exc)
-        raise
-
-
-def _build(
-    *,
-    round_id: uuid.UUID,
-    started_at: datetime,
-    finished_at: datetime,
-    kinds: Sequence[str],
-    site_ids: Sequence[int],
-    snmp: Sequence[tuple[int, SnmpOutcome]],
-    http: Sequence[tuple[int, HttpOutcome]],
-    previous_counters: CounterArrays,
-    probe_seconds: float,
-    parts: BatchParts,
-) -> RoundBatch:
+    parts = parts or BatchParts()
     n = len(site_ids)
     rid = str(round_id)
     none = Verdict.NONE

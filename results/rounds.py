@@ -456,10 +456,13 @@ def _run_round(
                 probe_seconds=probe_seconds,
                 parts=parts,
             )
+        except BaseException as exc:
+            parts.fail(exc)  # the writer rolls back and stops
+            raise
         finally:
             phases["compute"] = time.perf_counter() - t2
             t3 = time.perf_counter()
-    # Leaving the pool waited for the writer (a failed build failed the parts: it rolled back).
+    # Leaving the pool waited for the writer.
 
     written = spooled = lost = False
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -9,14 +10,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from core.settings import Settings
 from probes.model import ErrorClass, HttpOutcome, SnmpOutcome
 from results.batch import BatchParts, RoundBatch, build_round_batch
 from results.rates import CounterArrays, CounterSample
 from results.store import write_parts, write_round
+from tests.probes import http_servers as srv
 from tests.results.lab_sites import insert_sites, write_lab_csv
 
 T0 = datetime(2031, 3, 4, 23, 59, 0, tzinfo=UTC)
@@ -297,3 +301,47 @@ def test_two_writers_of_one_round_write_it_once(engine: Engine, site_ids: list[i
         give(parts, batch, ("http_rows", "round"))
         assert slow.result(timeout=30) is False  # its insert of the round met the other's
     assert table_counts(engine) == (1, 6, 3)
+
+
+def test_a_round_whose_batch_fails_to_build_raises_and_writes_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import results.rounds as rounds
+
+    real = build_round_batch
+    handed: list[BatchParts] = []
+
+    def breaks_after_two_parts(**kwargs: Any) -> RoundBatch:
+        """The real build, then a failure after the writer got its first parts."""
+        batch = real(**{**kwargs, "parts": None})
+        parts = kwargs["parts"]
+        handed.append(parts)
+        parts.give("head", (batch.round.id, batch.first_day, batch.last_day))
+        parts.give("counter_rows", batch.counter_rows)
+        raise RuntimeError("the builder broke")
+
+    monkeypatch.setattr(rounds, "build_round_batch", breaks_after_two_parts)
+    settings = Settings(database_url="unused", var_dir=tmp_path / "var")
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            rounds.run_round(engine, settings, kinds={"http"})
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    with srv.raw_server(srv.close_delimited) as (host, port):
+        rows = write_lab_csv(tmp_path / "s.csv", 3, snmp_port=1, http_port=port, https_port=1)
+        for row in rows:
+            row["http_url"] = f"http://{host}:{port}/"
+        insert_sites(engine, rows)
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(60)
+    try:
+        assert not worker.is_alive(), "the round hung: its writer was never told the build failed"
+    finally:
+        for parts in handed:
+            parts.fail(RuntimeError("test over"))  # frees a writer left waiting
+    assert isinstance(outcome.get("error"), RuntimeError)
+    assert table_counts(engine) == (0, 0, 0)
