@@ -1,4 +1,4 @@
-"""Test sites: a small ``--lab`` inventory file and the same sites inserted with SQL."""
+"""Test sites: a small ``--lab`` inventory file, the same sites inserted with SQL, row counts."""
 
 from __future__ import annotations
 
@@ -91,3 +91,13 @@ def insert_sites(engine: Engine, rows: list[dict[str, str]], *, status: str = "a
                 text("INSERT INTO site_secrets (site_id, snmp_community) VALUES (:id, :c)"),
                 {"id": site_id, "c": row["snmp_community"]},
             )
+
+
+def round_counts(engine: Engine) -> tuple[int, int, int]:
+    """Rows in probe_rounds, probe_results and site_status."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM site_status")).scalar_one(),
+        )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from core.db import make_engine
 from core.settings import Settings
@@ -19,7 +19,7 @@ from results.batch import RoundBatch, RoundRecord
 from results.rounds import run_round
 from results.spool import flush_spool, pending_rounds, spool_round
 from tests.probes import http_servers as srv
-from tests.results.lab_sites import insert_sites, write_lab_csv
+from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +34,6 @@ def private_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-def counts(engine: Engine) -> tuple[int, int, int]:
-    with engine.connect() as conn:
-        return (
-            conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one(),
-            conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one(),
-            conn.execute(text("SELECT count(*) FROM site_status")).scalar_one(),
-        )
 
 
 def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
@@ -67,7 +58,7 @@ def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
             insert_sites(engine, rows)
             first = run_round(engine, settings, kinds={"http"})
         assert first.written and not first.spooled and first.up == 4
-        assert counts(engine) == (1, 4, 4)
+        assert round_counts(engine) == (1, 4, 4)
 
         with srv.raw_server(gated) as (host, port):
             with engine.begin() as conn:
@@ -99,7 +90,7 @@ def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
         report = flush_spool(engine, settings)
         assert (report.written, report.already_written, report.remaining) == (1, 0, 0)
         assert pending_rounds(settings) == []
-        assert counts(engine) == (2, 8, 4)
+        assert round_counts(engine) == (2, 8, 4)
         with engine.connect() as conn:
             from_spool = conn.execute(
                 text("SELECT from_spool FROM probe_rounds WHERE id = :i"),
@@ -111,7 +102,7 @@ def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
         shutil.copy(keep, spooled[0])
         report = flush_spool(engine, settings)
         assert (report.written, report.already_written) == (0, 1)
-        assert counts(engine) == (2, 8, 4)
+        assert round_counts(engine) == (2, 8, 4)
         assert flush_spool(engine, settings).written == 0
     finally:
         engine.dispose()

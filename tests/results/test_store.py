@@ -21,7 +21,7 @@ from results.batch import BatchParts, RoundBatch, build_round_batch
 from results.rates import CounterArrays, CounterSample
 from results.store import write_parts, write_round
 from tests.probes import http_servers as srv
-from tests.results.lab_sites import insert_sites, write_lab_csv
+from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv
 
 T0 = datetime(2031, 3, 4, 23, 59, 0, tzinfo=UTC)
 
@@ -216,15 +216,6 @@ def give(parts: BatchParts, batch: RoundBatch, names: tuple[str, ...]) -> None:
             parts.give(name, getattr(batch, name))
 
 
-def table_counts(engine: Engine) -> tuple[int, int, int]:
-    with engine.connect() as conn:
-        return (
-            conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one(),
-            conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one(),
-            conn.execute(text("SELECT count(*) FROM site_status")).scalar_one(),
-        )
-
-
 @contextmanager
 def writing_in_background(engine: Engine, parts: BatchParts) -> Iterator[Future[bool]]:
     """``write_parts`` in a thread; parts not handed over by the end fail, so it never hangs."""
@@ -267,10 +258,10 @@ def test_state_is_written_before_the_results_are_built(engine: Engine, site_ids:
             assert time.monotonic() < deadline, "site_status was not written before the results"
             assert not writing.done(), writing.exception()
             time.sleep(0.02)
-        assert table_counts(engine) == (0, 0, 0)  # nothing is visible before the commit
+        assert round_counts(engine) == (0, 0, 0)  # nothing is visible before the commit
         give(parts, batch, ("snmp_rows", "http_rows", "round"))
         assert writing.result(timeout=30) is True
-    assert table_counts(engine) == (1, 6, 3)
+    assert round_counts(engine) == (1, 6, 3)
 
 
 def test_a_batch_that_fails_to_be_built_writes_nothing(engine: Engine, site_ids: list[int]) -> None:
@@ -281,9 +272,9 @@ def test_a_batch_that_fails_to_be_built_writes_nothing(engine: Engine, site_ids:
         parts.fail(ValueError("the builder broke"))
         with pytest.raises(ValueError, match="the builder broke"):
             writing.result(timeout=30)
-    assert table_counts(engine) == (0, 0, 0)
+    assert round_counts(engine) == (0, 0, 0)
     assert write_round(engine, batch) is True  # the same round can still be written whole
-    assert table_counts(engine) == (1, 6, 3)
+    assert round_counts(engine) == (1, 6, 3)
 
 
 def test_two_writers_of_one_round_write_it_once(engine: Engine, site_ids: list[int]) -> None:
@@ -300,7 +291,7 @@ def test_two_writers_of_one_round_write_it_once(engine: Engine, site_ids: list[i
         give(parts, batch, ("counter_rows", "reboot_rows", "status_rows", "snmp_rows"))
         give(parts, batch, ("http_rows", "round"))
         assert slow.result(timeout=30) is False  # its insert of the round met the other's
-    assert table_counts(engine) == (1, 6, 3)
+    assert round_counts(engine) == (1, 6, 3)
 
 
 def test_a_round_whose_batch_fails_to_build_raises_and_writes_nothing(
@@ -344,4 +335,4 @@ def test_a_round_whose_batch_fails_to_build_raises_and_writes_nothing(
         for parts in handed:
             parts.fail(RuntimeError("test over"))  # frees a writer left waiting
     assert isinstance(outcome.get("error"), RuntimeError)
-    assert table_counts(engine) == (0, 0, 0)
+    assert round_counts(engine) == (0, 0, 0)
