@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +80,29 @@ def test_healthy_site_answers_with_the_keyword_and_its_key(agent: RunningAgent) 
         b"<html><body><h1>Conectado</h1><p>site %s</p></body></html>"
         % agent.inventory.site_keys[i].encode()
     )
+
+
+def raw_exchange(agent: RunningAgent, i: int, pieces: list[bytes], pause_s: float) -> bytes:
+    """Send ``pieces`` to site ``i`` with ``pause_s`` before each; return all it answered."""
+    with socket.create_connection((agent.inventory.site(i).mgmt_ip, agent.port), 5) as sock:
+        for piece in pieces:
+            time.sleep(pause_s)
+            sock.sendall(piece)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_request_in_pieces_or_after_silence_is_still_answered(agent: RunningAgent) -> None:
+    # Most connections are answered straight from accept; one whose request is not complete
+    # there (or that was silent at first) must still be read to the end and answered.
+    i = agent.find(healthy)
+    key = agent.inventory.site_keys[i].encode()
+    split = raw_exchange(agent, i, [b"GET / HTTP/1.1\r\nHo", b"st: x\r\n\r\n"], 0.3)
+    assert split.startswith(b"HTTP/1.1 200 OK") and key in split
+    late = raw_exchange(agent, i, [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], 1.5)
+    assert late.startswith(b"HTTP/1.1 200 OK") and key in late
 
 
 def test_down_site_resets_the_connection(agent: RunningAgent) -> None:
