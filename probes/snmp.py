@@ -324,8 +324,18 @@ class _V2cRound:
         if not work:
             return
         self.done = self.loop.create_future()
+        cache = self.cache
         for item in work:
-            self.pending.push(item, slow=item[1].expect_slow)
+            target = item[1]
+            # A site whose interface must first be found by name needs two or more round
+            # trips; on a slow link that is seconds, so it starts with the expected-slow
+            # rather than trailing the round.
+            unresolved = (
+                target.if_index is None
+                and bool(target.if_name)
+                and (target.site_id, target.if_name) not in cache
+            )
+            self.pending.push(item, slow=target.expect_slow or unresolved)
         self.ticker = self.loop.call_later(_TICK_S, self._tick)
         try:
             self._fill()

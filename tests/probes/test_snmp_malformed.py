@@ -173,6 +173,34 @@ def test_sites_expected_slow_start_first_without_holding_up_the_rest(fake: FakeA
     assert max(done_at.values()) < 1.6 + 0.8  # 20 dead over 8 slots: two waves of 0.8 s
 
 
+def test_a_site_whose_interface_is_not_yet_resolved_starts_first(fake: FakeAgent) -> None:
+    """Finding an interface by name costs extra round trips (seconds on a slow link), so such a
+    site starts with the expected-slow instead of trailing the round; once its index is
+    cached it queues like any other."""
+    live = [target(fake, "delay-30", i) for i in range(5)]
+    by_name = target(fake, "good", 99, if_index=None, if_name="wan0")
+    done: list[int] = []
+    cache: dict[tuple[int, str], int] = {}
+    outcomes = probe_snmp_many_sync(
+        [*live, by_name],
+        timeout=1.0,
+        concurrency=1,
+        if_index_cache=cache,
+        on_outcome=lambda o: done.append(o.site_id),
+    )
+    assert all(o.ok for o in outcomes) and outcomes[-1].if_index == 5
+    assert done == [99, 0, 1, 2, 3, 4]
+    done.clear()
+    probe_snmp_many_sync(
+        [*live, by_name],
+        timeout=1.0,
+        concurrency=1,
+        if_index_cache=cache,
+        on_outcome=lambda o: done.append(o.site_id),
+    )
+    assert done == [0, 1, 2, 3, 4, 99]
+
+
 def test_a_failing_callback_does_not_wedge_the_round(fake: FakeAgent) -> None:
     calls: list[int] = []
 
