@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import heapq
 import ipaddress
 import itertools
@@ -44,6 +45,7 @@ import resource
 import select
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,7 +58,6 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from core.collector import collector_paused
 from probes.lanes import Lanes
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
 
@@ -860,17 +861,24 @@ def _probe_in_child(
     options: dict[str, Any],
     done: Synchronized[int],
 ) -> None:
-    """Child process body: probe, count outcomes in ``done``, send the outcomes back."""
+    """Child process body: probe, count outcomes in ``done``, send the outcomes back, end.
+
+    The round waits for this process to end, so once the outcomes are sent it ends at once:
+    no final collection and no interpreter teardown (0.3-0.4 s with a round's objects alive).
+    """
 
     def count(_: HttpOutcome) -> None:
         done.value += 1  # one writer, the parent only reads: no lock needed
 
+    gc.disable()  # the engine's garbage is freed by refcounting (core.collector)
     try:
-        with collector_paused():
-            outcomes = probe_http_many_sync(targets, on_outcome=count, **options)
-            conn.send(outcomes)
+        outcomes = probe_http_many_sync(targets, on_outcome=count, **options)
+        conn.send(outcomes)
     finally:
         conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def probe_http_many_in_process(

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, TypeVar
+
+_C = TypeVar("_C", bound=type)
+
+
+def pickled_by_position(cls: _C) -> _C:
+    """Make a dataclass pickle as its constructor and one tuple of field values.
+
+    Outcomes cross from the HTTP prober's process to the round's in one pickle of ~95,000
+    objects; the state dict that slotted dataclasses pickle by default costs twice the time
+    and 1.6× the bytes on both sides.
+    """
+    values: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*(f.name for f in fields(cls)))
+
+    def reduce(self: Any) -> tuple[type, tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
+    return cls
 
 
 class ErrorClass(StrEnum):
@@ -83,6 +103,7 @@ class HttpTarget:
     expect_slow: bool = False
 
 
+@pickled_by_position
 @dataclass(slots=True)
 class SnmpOutcome:
     """What one SNMP GET of a site's WAN interface saw. ``ok`` False carries ``error``."""
@@ -102,6 +123,7 @@ class SnmpOutcome:
     high_speed_mbps: int | None = None  # ifHighSpeed (or ifSpeed/1e6 for 32-bit agents)
 
 
+@pickled_by_position
 @dataclass(slots=True)
 class HttpOutcome:
     """What one HTTP probe of a site saw. ``ok`` False carries ``error``."""
