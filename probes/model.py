@@ -15,9 +15,10 @@ _C = TypeVar("_C", bound=type)
 def pickled_by_position(cls: _C) -> _C:
     """Make a dataclass pickle as its constructor and one tuple of field values.
 
-    Outcomes cross from the HTTP prober's process to the round's in one pickle of ~95,000
-    objects; the state dict that slotted dataclasses pickle by default costs twice the time
-    and 1.6× the bytes on both sides.
+    A round's ~95,000 HTTP targets go to the HTTP prober's process, and their outcomes come
+    back, each in one pickle; the state that slotted dataclasses pickle by default costs 2-3×
+    the time on both sides (targets: 0.27 s to dump and 0.26 s to load, against 0.09 and
+    0.14 s; outcomes: 0.32 and 0.27 s against 0.15 and 0.15 s).
     """
     values: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*(f.name for f in fields(cls)))
 
@@ -90,6 +91,7 @@ class SnmpTarget:
         )
 
 
+@pickled_by_position
 @dataclass(frozen=True, slots=True)
 class HttpTarget:
     """One site's HTTP probe: URL, optional keyword and optional throughput test."""

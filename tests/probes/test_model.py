@@ -1,4 +1,4 @@
-"""Outcomes cross processes by pickle: every field survives, in its place."""
+"""HTTP targets and outcomes cross processes by pickle: every field survives, in its place."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.model import ErrorClass, HttpOutcome, SnmpOutcome
+from probes.model import ErrorClass, HttpOutcome, HttpTarget, SnmpOutcome
 
 maybe_float = st.none() | st.floats(allow_nan=False)
 maybe_int = st.none() | st.integers(min_value=0, max_value=2**64 - 1)
@@ -61,6 +61,21 @@ def test_http_outcome_pickles_to_an_equal_outcome(outcome: HttpOutcome) -> None:
 )
 def test_snmp_outcome_pickles_to_an_equal_outcome(outcome: SnmpOutcome) -> None:
     assert pickle.loads(pickle.dumps(outcome)) == outcome
+
+
+@given(
+    st.builds(
+        HttpTarget,
+        site_id=st.integers(min_value=1),
+        url=st.text(max_size=60),
+        method=st.sampled_from(["GET", "HEAD"]),
+        expect_keyword=maybe_text,
+        throughput_bytes=st.none() | st.integers(1, 10**9),
+        expect_slow=st.booleans(),
+    )
+)
+def test_http_target_pickles_to_an_equal_target(target: HttpTarget) -> None:
+    assert pickle.loads(pickle.dumps(target)) == target
 
 
 def test_pickle_is_positional_and_smaller_than_the_default() -> None:
