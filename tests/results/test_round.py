@@ -162,6 +162,12 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     assert 0 < len(slow_snmp) < SITES * 0.3 and 0 < len(slow_http) < SITES * 0.3
     down = {ids[key] for key, state in states.items() if state == "down"}
     assert down and down <= slow_snmp & slow_http
+    # Slow answers start before the sites that were down (a slow one started late that goes
+    # down would end the round a whole timeout later).
+    order = [t.site_id for _, t in targets.snmp]
+    answered_slowly = [i for i in order if (last[i].latency_ms or 0) >= SLOW_MS]
+    assert answered_slowly
+    assert max(order.index(i) for i in answered_slowly) < min(order.index(i) for i in down)
 
     time.sleep(2)
     second = run_round(engine, round_settings)
