@@ -325,17 +325,22 @@ class _V2cRound:
             return
         self.done = self.loop.create_future()
         cache = self.cache
+        later: list[tuple[int, SnmpTarget, tuple[str, int], int]] = []
         for item in work:
             target = item[1]
             # A site whose interface must first be found by name needs two or more round
-            # trips; on a slow link that is seconds, so it starts with the expected-slow
-            # rather than trailing the round.
-            unresolved = (
+            # trips; on a slow link that is seconds, so it starts first, at the head of the
+            # expected-slow, rather than trailing the round.
+            if (
                 target.if_index is None
-                and bool(target.if_name)
+                and target.if_name
                 and (target.site_id, target.if_name) not in cache
-            )
-            self.pending.push(item, slow=target.expect_slow or unresolved)
+            ):
+                self.pending.push(item, slow=True)
+            else:
+                later.append(item)
+        for item in later:
+            self.pending.push(item, slow=item[1].expect_slow)
         self.ticker = self.loop.call_later(_TICK_S, self._tick)
         try:
             self._fill()

@@ -175,9 +175,10 @@ def test_sites_expected_slow_start_first_without_holding_up_the_rest(fake: FakeA
 
 def test_a_site_whose_interface_is_not_yet_resolved_starts_first(fake: FakeAgent) -> None:
     """Finding an interface by name costs extra round trips (seconds on a slow link), so such a
-    site starts with the expected-slow instead of trailing the round; once its index is
-    cached it queues like any other."""
+    site starts first, even before the expected-slow; once its index is cached it queues like
+    any other."""
     live = [target(fake, "delay-30", i) for i in range(5)]
+    live[0] = dataclasses.replace(live[0], expect_slow=True)
     by_name = target(fake, "good", 99, if_index=None, if_name="wan0")
     done: list[int] = []
     cache: dict[tuple[int, str], int] = {}
