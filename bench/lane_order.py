@@ -69,41 +69,42 @@ def mix(
     print(f"{name:<66} {dead_first:7.2f} s {slow_first:7.2f} s")
 
 
+SNMP = (4.0, 0.015)  # 2 attempts of 2 s; a live answer in ~15 ms under load
+HTTP = (10.0, 0.03)  # 2 attempts of 5 s
+# (label, kind, dead, slow, slow answer range, fast bulk, slow sites going down: each count)
+MIXES: list[
+    tuple[str, tuple[float, float], int, int, tuple[float, float], int, tuple[int, ...]]
+] = [
+    ("SNMP lab: 3,280 dead, 1,900 slow 1.2-1.8 s", SNMP, 3280, 1900, (1.2, 1.8), 90_000, (0, 10)),
+    (
+        "SNMP: 3,000 dead, 30,000 satellite 0.6-0.8 s",
+        SNMP,
+        3000,
+        30_000,
+        (0.6, 0.8),
+        60_000,
+        (0, 100),
+    ),
+    ("SNMP: 300 dead, 5,000 satellite", SNMP, 300, 5000, (0.6, 0.8), 90_000, (0, 20)),
+    ("HTTP: 3,000 silent, 30,000 satellite", HTTP, 3000, 30_000, (0.6, 0.8), 60_000, (0, 100)),
+    ("HTTP: 300 silent, 5,000 satellite", HTTP, 300, 5000, (0.6, 0.8), 90_000, (0, 20)),
+]
+
+
 def main() -> None:
     """Print the table."""
     print(f"{'mix (slow lane; fast bulk)':<66} {'dead 1st':>9} {'slow 1st':>9}")
-    snmp = (4.0, 0.015)  # 2 attempts of 2 s; a live answer in ~15 ms under load
-    http = (10.0, 0.03)  # 2 attempts of 5 s
-    for down in (0, 10):
-        mix(
-            f"SNMP lab: 3,280 dead, 1,900 slow 1.2-1.8 s, {down} went down; 90k",
-            snmp,
-            dead=3280, slow=1900, slow_s=(1.2, 1.8), fast=90_000, went_down=down,
-        )  # fmt: skip
-    for down in (0, 100):
-        mix(
-            f"SNMP: 3,000 dead, 30,000 satellite 0.6-0.8 s, {down} went down; 60k",
-            snmp,
-            dead=3000, slow=30_000, slow_s=(0.6, 0.8), fast=60_000, went_down=down,
-        )  # fmt: skip
-    for down in (0, 20):
-        mix(
-            f"SNMP: 300 dead, 5,000 satellite, {down} went down; 90k",
-            snmp,
-            dead=300, slow=5000, slow_s=(0.6, 0.8), fast=90_000, went_down=down,
-        )  # fmt: skip
-    for down in (0, 100):
-        mix(
-            f"HTTP: 3,000 silent, 30,000 satellite, {down} went down; 60k",
-            http,
-            dead=3000, slow=30_000, slow_s=(0.6, 0.8), fast=60_000, went_down=down,
-        )  # fmt: skip
-    for down in (0, 20):
-        mix(
-            f"HTTP: 300 silent, 5,000 satellite, {down} went down; 90k",
-            http,
-            dead=300, slow=5000, slow_s=(0.6, 0.8), fast=90_000, went_down=down,
-        )  # fmt: skip
+    for label, kind, dead, slow, slow_s, fast, downs in MIXES:
+        for down in downs:
+            mix(
+                f"{label}, {down} went down; {fast // 1000}k",
+                kind,
+                dead=dead,
+                slow=slow,
+                slow_s=slow_s,
+                fast=fast,
+                went_down=down,
+            )
 
 
 if __name__ == "__main__":

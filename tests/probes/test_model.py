@@ -15,17 +15,21 @@ maybe_int = st.none() | st.integers(min_value=0, max_value=2**64 - 1)
 maybe_text = st.none() | st.text(max_size=40)
 errors = st.none() | st.sampled_from(list(ErrorClass))
 stamps = st.datetimes(timezones=st.just(UTC))
+# The fields both outcome kinds share.
+common = {
+    "site_id": st.integers(min_value=1),
+    "ts": stamps,
+    "ok": st.booleans(),
+    "latency_ms": maybe_float,
+    "error": errors,
+    "error_detail": maybe_text,
+}
 
 
 @given(
     st.builds(
         HttpOutcome,
-        site_id=st.integers(min_value=1),
-        ts=stamps,
-        ok=st.booleans(),
-        latency_ms=maybe_float,
-        error=errors,
-        error_detail=maybe_text,
+        **common,
         status_code=st.none() | st.integers(100, 599),
         connect_ms=maybe_float,
         ttfb_ms=maybe_float,
@@ -44,12 +48,7 @@ def test_http_outcome_pickles_to_an_equal_outcome(outcome: HttpOutcome) -> None:
 @given(
     st.builds(
         SnmpOutcome,
-        site_id=st.integers(min_value=1),
-        ts=stamps,
-        ok=st.booleans(),
-        latency_ms=maybe_float,
-        error=errors,
-        error_detail=maybe_text,
+        **common,
         if_index=st.none() | st.integers(1, 2**31 - 1),
         sys_uptime=maybe_int,
         in_octets=maybe_int,
