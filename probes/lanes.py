@@ -5,8 +5,9 @@ slot for its whole timeout and retries (4 s for SNMP by default), a live one for
 or so. Starting the expected-slow first (sites that were down, failing or slow last round, and
 SNMP sites whose interface must first be found by name) lets their waits overlap the bulk
 instead of trailing after it; but if they may take every slot, the first seconds of a round
-are spent waiting on them with the CPU idle (measured: 4 s of 14 with 3 % of the lab down). So the slow lane may hold at most ``1 - FAST_RESERVE`` of the slots, and
-the fast lane always has the rest; a lane that runs dry leaves all slots to the other.
+are spent waiting on them with the CPU idle (measured: 4 s of 14 with 3 % of the lab down).
+So the slow lane may hold at most ``1 - FAST_RESERVE`` of the slots, and the fast lane always
+has the rest; a lane that runs dry leaves all slots to the other.
 """
 
 from __future__ import annotations
