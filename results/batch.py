@@ -14,10 +14,11 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from queue import SimpleQueue
 
 import numpy as np
 
@@ -126,69 +127,108 @@ class RoundBatch:
         return date.fromisoformat(self.first_day), date.fromisoformat(self.last_day)
 
 
-PART_NAMES = (
-    "head",
-    "counter_rows",
-    "reboot_rows",
-    "status_rows",
-    "snmp_rows",
-    "http_rows",
-    "round",
-)
-"""The parts of a batch, in the order they are finished and written: the upserts, which cost
-the database most, come before the results, which cost the builder most."""
+ROW_PARTS = ("counter_rows", "reboot_rows", "status_rows", "snmp_rows", "http_rows")
+"""The row parts of a chunk, in the order they are finished and written: the upserts, which
+cost the database most, come before the results, which cost the builder most."""
+PART_NAMES = ("head", *ROW_PARTS, "round")
+"""Every part of a one-chunk batch, in the order it is handed over."""
+
+
+class ChunkParts:
+    """The row parts of one chunk of a batch (a set of sites), each a future."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Future[str]] = {name: Future() for name in ROW_PARTS}
+
+    def rows(self, name: str) -> str:
+        """The COPY text part ``name``, once it has been given."""
+        return self._parts[name].result()
 
 
 class BatchParts:
     """The parts of one batch, each handed over as soon as it is finished.
 
-    ``get`` blocks until a part is there; after ``fail`` every part not yet given raises that
-    error instead, so a writer waiting on a batch that will never be finished stops.
+    A batch is its head, then one or more chunks of row parts (``ROW_PARTS`` each, in order:
+    giving ``counter_rows`` again starts the next chunk), then its ``round`` record. A round
+    whose sites finish at different times hands over the chunk of those already done while the
+    rest are still being probed. ``get``, ``head``, ``chunks`` and ``record`` block until
+    their part is there; after ``fail`` every part not yet given raises that error instead, so
+    a writer waiting on a batch that will never be finished stops.
     """
 
     def __init__(self) -> None:
-        self._parts: dict[str, Future[object]] = {name: Future() for name in PART_NAMES}
+        self._head: Future[object] = Future()
+        self._record: Future[object] = Future()
+        self._chunks: SimpleQueue[ChunkParts | BaseException | None] = SimpleQueue()
+        self._open: ChunkParts | None = None
+        self._next = 0  # index in ROW_PARTS of the open chunk's next part
 
     @classmethod
     def of(cls, batch: RoundBatch) -> BatchParts:
-        """The parts of a finished batch, all there at once."""
+        """The parts of a finished batch, all there at once (one chunk)."""
         parts = cls()
         parts.give("head", (batch.round.id, batch.first_day, batch.last_day))
-        for name in PART_NAMES[1:-1]:
+        for name in ROW_PARTS:
             parts.give(name, getattr(batch, name))
         parts.give("round", batch.round)
         return parts
 
     def give(self, name: str, value: object) -> None:
-        """Hand over the part ``name``."""
-        self._parts[name].set_result(value)
+        """Hand over the part ``name``; row parts must come in ``ROW_PARTS`` order."""
+        if name == "head":
+            self._head.set_result(value)
+        elif name == "round":
+            if self._open is not None:
+                raise ValueError(f"the round came before the chunk's {ROW_PARTS[self._next]}")
+            self._chunks.put(None)
+            self._record.set_result(value)
+        else:
+            if self._open is None:
+                self._open = ChunkParts()
+                self._next = 0
+                self._chunks.put(self._open)
+            if name != ROW_PARTS[self._next]:
+                raise ValueError(f"part {name!r} given where {ROW_PARTS[self._next]!r} was due")
+            assert isinstance(value, str)
+            self._open._parts[name].set_result(value)
+            self._next += 1
+            if self._next == len(ROW_PARTS):
+                self._open = None
 
     def fail(self, error: BaseException) -> None:
         """Make every part not yet given raise ``error``."""
-        for part in self._parts.values():
+        for part in (self._head, self._record):
             if not part.done():
                 part.set_exception(error)
+        if self._open is not None:
+            for future in self._open._parts.values():
+                if not future.done():
+                    future.set_exception(error)
+            self._open = None
+        self._chunks.put(error)
 
-    def get(self, name: str) -> object:
-        """The part ``name``, once it has been given."""
-        return self._parts[name].result()
-
-    def rows(self, name: str) -> str:
-        """The COPY text part ``name``."""
-        value = self.get(name)
-        assert isinstance(value, str)
-        return value
+    def chunks(self) -> Iterator[ChunkParts]:
+        """The chunks, each as soon as its first part is given, until the round is given."""
+        while True:
+            item = self._chunks.get()
+            if item is None:
+                self._chunks.put(None)  # a later reader sees the end too
+                return
+            if isinstance(item, BaseException):
+                self._chunks.put(item)
+                raise item
+            yield item
 
     def head(self) -> tuple[str, date, date]:
         """The round's id and the first and last UTC day of its results (for partitions)."""
-        head = self.get("head")
+        head = self._head.result()
         assert isinstance(head, tuple)
         round_id, first, last = head
         return str(round_id), date.fromisoformat(str(first)), date.fromisoformat(str(last))
 
     def record(self) -> RoundRecord:
         """The ``probe_rounds`` row, the last part to be finished."""
-        value = self.get("round")
+        value = self._record.result()
         assert isinstance(value, RoundRecord)
         return value
 
@@ -207,6 +247,60 @@ def _i(value: int | None) -> str:
     return NULL if value is None else str(value)
 
 
+@dataclass
+class ChunkTotals:
+    """What the summary of a round needs from each chunk of its sites (they add up)."""
+
+    sites: int = 0
+    snmp_probes: int = 0
+    http_probes: int = 0
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    rate_statuses: Counter[int] = field(default_factory=Counter)
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    def add(self, other: ChunkTotals) -> None:
+        """Add ``other`` (a chunk of other sites) to these totals."""
+        for name in ("sites", "snmp_probes", "http_probes", "up", "degraded", "down"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+        self.rate_statuses.update(other.rate_statuses)
+        stamps = [t for t in (self.first_ts, self.last_ts, other.first_ts, other.last_ts) if t]
+        if stamps:
+            self.first_ts, self.last_ts = min(stamps), max(stamps)
+
+    def days(self, fallback: datetime) -> tuple[str, str]:
+        """First and last UTC day of the results (``fallback``'s day when there are none)."""
+        if self.first_ts is None or self.last_ts is None:
+            day = fallback.astimezone(UTC).date().isoformat()
+            return day, day
+        return (
+            self.first_ts.astimezone(UTC).date().isoformat(),
+            self.last_ts.astimezone(UTC).date().isoformat(),
+        )
+
+
+@dataclass
+class ChunkRows:
+    """The COPY text of one chunk of a round's sites (``ROW_PARTS``)."""
+
+    counter_rows: str = ""
+    reboot_rows: str = ""
+    status_rows: str = ""
+    snmp_rows: str = ""
+    http_rows: str = ""
+
+    def add(self, other: ChunkRows) -> None:
+        """Append ``other``'s rows to these."""
+        for name in ROW_PARTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
 def build_round_batch(
     *,
     round_id: uuid.UUID,
@@ -220,18 +314,102 @@ def build_round_batch(
     probe_seconds: float,
     parts: BatchParts | None = None,
 ) -> RoundBatch:
-    """Build the batch of a round.
+    """Build the batch of a round, all its sites as one chunk.
 
     ``snmp``/``http`` pair each outcome with its site's position in ``site_ids``;
     ``previous_counters`` is aligned with ``snmp`` (the stored counter state of each site).
-    Loops here touch each outcome once with plain Python values (numpy scalars and enum
-    attribute lookups are 10x dearer); the per-site logic runs on whole arrays.
     With ``parts``, each part is handed over there as soon as it is finished (in
     ``PART_NAMES`` order); a caller that hands ``parts`` to a writer fails them if this raises.
     """
-    parts = parts or BatchParts()
-    n = len(site_ids)
     rid = str(round_id)
+    totals = ChunkTotals()
+    for _, o in snmp:
+        totals.first_ts = o.ts if totals.first_ts is None else min(totals.first_ts, o.ts)
+        totals.last_ts = o.ts if totals.last_ts is None else max(totals.last_ts, o.ts)
+    for _, h in http:
+        totals.first_ts = h.ts if totals.first_ts is None else min(totals.first_ts, h.ts)
+        totals.last_ts = h.ts if totals.last_ts is None else max(totals.last_ts, h.ts)
+    first_day, last_day = totals.days(finished_at)
+    if parts is not None:
+        parts.give("head", (rid, first_day, last_day))
+    rows, totals = build_chunk(
+        round_id=rid,
+        site_ids=site_ids,
+        snmp=snmp,
+        http=http,
+        previous_counters=previous_counters,
+        parts=parts,
+    )
+    record = round_record(
+        totals,
+        round_id=rid,
+        started_at=started_at,
+        finished_at=finished_at,
+        kinds=kinds,
+        probe_seconds=probe_seconds,
+    )
+    if parts is not None:
+        parts.give("round", record)
+    return RoundBatch(round=record, first_day=first_day, last_day=last_day, **vars(rows))
+
+
+def round_record(
+    totals: ChunkTotals,
+    *,
+    round_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    kinds: Sequence[str],
+    probe_seconds: float,
+) -> RoundRecord:
+    """The ``probe_rounds`` row of a round whose chunks add up to ``totals``."""
+    p50 = p95 = None
+    if totals.latencies:
+        p50, p95 = (float(x) for x in np.percentile(np.asarray(totals.latencies), [50, 95]))
+    probes = totals.snmp_probes + totals.http_probes
+    statuses = totals.rate_statuses
+    return RoundRecord(
+        id=round_id,
+        started_at=started_at.isoformat(),
+        finished_at=finished_at.isoformat(),
+        kinds=sorted(kinds),
+        sites=totals.sites,
+        snmp_probes=totals.snmp_probes,
+        http_probes=totals.http_probes,
+        up=totals.up,
+        degraded=totals.degraded,
+        down=totals.down,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        probes_per_s=probes / probe_seconds if probe_seconds > 0 else None,
+        rates_computed=statuses.get(int(RateStatus.OK), 0),
+        reboots=sum(statuses.get(c, 0) for c in REBOOT_CODES),
+        bogus_rates=statuses.get(int(RateStatus.BOGUS), 0),
+        errors=dict(totals.errors.most_common()),
+    )
+
+
+def build_chunk(
+    *,
+    round_id: str,
+    site_ids: Sequence[int],
+    snmp: Sequence[tuple[int, SnmpOutcome]],
+    http: Sequence[tuple[int, HttpOutcome]],
+    previous_counters: CounterArrays,
+    parts: BatchParts | None = None,
+) -> tuple[ChunkRows, ChunkTotals]:
+    """The rows and totals of the sites that ``snmp`` and ``http`` have outcomes for.
+
+    ``snmp``/``http`` pair each outcome with its site's position in ``site_ids``, and hold
+    every outcome of those sites (a site's state needs both); ``previous_counters`` is aligned
+    with ``snmp``. Sites of ``site_ids`` with no outcome here are left out, so the sites of a
+    round can be built in chunks as their probes end. Loops here touch each outcome once with
+    plain Python values (numpy scalars and enum attribute lookups are 10x dearer); the
+    per-site logic runs on whole arrays. With ``parts``, each row part is handed over there as
+    soon as it is finished (``ROW_PARTS`` order).
+    """
+    n = len(site_ids)
+    rid = round_id
     none = Verdict.NONE
     snmp_v = [0] * n
     http_v = [0] * n
@@ -264,8 +442,7 @@ def build_round_batch(
         if_index=np.array([-1 if o.if_index is None else o.if_index for o in outs], dtype=np.int64),
         speed_mbps=np.array([float(o.high_speed_mbps or 0) for o in outs], dtype=np.float64),
     )
-    idx = np.asarray(polled, dtype=np.int64)
-    prev = CounterArrays(**{name: arr[idx] for name, arr in vars(previous_counters).items()})
+    prev = previous_counters.take(polled)
     rates = compute_rates(prev, cur)
     rate_in: list[float | None] = [None] * len(snmp)
     rate_out: list[float | None] = [None] * len(snmp)
@@ -274,14 +451,6 @@ def build_round_batch(
             rate_in[k], rate_out[k] = rin, rout
     rate_status = rates.status.tolist()
     status_counts = Counter(rate_status)
-
-    today = finished_at.astimezone(UTC).date()
-    stamps = [o.ts for _, o in snmp] + [h.ts for _, h in http]
-    days = {today}
-    if stamps:
-        days = {min(stamps).astimezone(UTC).date(), max(stamps).astimezone(UTC).date()}
-    first_day, last_day = min(days).isoformat(), max(days).isoformat()
-    parts.give("head", (rid, first_day, last_day))
 
     snmp_ts = [o.ts.isoformat() for _, o in snmp]
     http_ts = [h.ts.isoformat() for _, h in http]
@@ -304,9 +473,11 @@ def build_round_batch(
             )
 
     counter_rows = "".join(counter_lines)
-    parts.give("counter_rows", counter_rows)
+    if parts is not None:
+        parts.give("counter_rows", counter_rows)
     reboot_rows = "".join(reboot_lines)
-    parts.give("reboot_rows", reboot_rows)
+    if parts is not None:
+        parts.give("reboot_rows", reboot_rows)
 
     status_lines: list[str] = []
     for pos in range(n):
@@ -355,7 +526,8 @@ def build_round_batch(
         )
 
     status_rows = "".join(status_lines)
-    parts.give("status_rows", status_rows)
+    if parts is not None:
+        parts.give("status_rows", status_rows)
 
     snmp_lines: list[str] = []
     latencies: list[float] = []
@@ -386,7 +558,8 @@ def build_round_batch(
             f"{_f(rate_out[k])}\n"
         )
     snmp_rows = "".join(snmp_lines)
-    parts.give("snmp_rows", snmp_rows)
+    if parts is not None:
+        parts.give("snmp_rows", snmp_rows)
     http_lines: list[str] = []
     for k, (pos, h) in enumerate(http):
         if http_v[pos] == none:
@@ -416,40 +589,23 @@ def build_round_batch(
             f"{flag(h.keyword_found)}\t{_f(h.throughput_mbps)}\t{_i(h.bytes_read)}\n"
         )
     http_rows = "".join(http_lines)
-    parts.give("http_rows", http_rows)
+    if parts is not None:
+        parts.give("http_rows", http_rows)
 
-    counts = np.bincount(state_codes, minlength=4)
-    probes = len(snmp) + len(http)
-    p50 = p95 = None
-    if latencies:
-        p50, p95 = (float(x) for x in np.percentile(np.asarray(latencies), [50, 95]))
-    record = RoundRecord(
-        id=rid,
-        started_at=started_at.isoformat(),
-        finished_at=finished_at.isoformat(),
-        kinds=sorted(kinds),
+    counts = np.bincount(state_codes, minlength=4).tolist()
+    stamps = [o.ts for _, o in snmp] + [h.ts for _, h in http]
+    totals = ChunkTotals(
         sites=sum(1 for a, b in zip(snmp_of, http_of, strict=True) if a >= 0 or b >= 0),
         snmp_probes=len(snmp),
         http_probes=len(http),
-        up=int(counts[1]),
-        degraded=int(counts[2]),
-        down=int(counts[3]),
-        latency_p50_ms=p50,
-        latency_p95_ms=p95,
-        probes_per_s=probes / probe_seconds if probe_seconds > 0 else None,
-        rates_computed=status_counts.get(int(RateStatus.OK), 0),
-        reboots=sum(status_counts.get(c, 0) for c in REBOOT_CODES),
-        bogus_rates=status_counts.get(int(RateStatus.BOGUS), 0),
-        errors=dict(errors.most_common()),
+        up=counts[1],
+        degraded=counts[2],
+        down=counts[3],
+        latencies=latencies,
+        errors=errors,
+        rate_statuses=status_counts,
+        first_ts=min(stamps) if stamps else None,
+        last_ts=max(stamps) if stamps else None,
     )
-    parts.give("round", record)
-    return RoundBatch(
-        round=record,
-        first_day=first_day,
-        last_day=last_day,
-        snmp_rows=snmp_rows,
-        http_rows=http_rows,
-        status_rows=status_rows,
-        counter_rows=counter_rows,
-        reboot_rows=reboot_rows,
-    )
+    rows = ChunkRows(counter_rows, reboot_rows, status_rows, snmp_rows, http_rows)
+    return rows, totals

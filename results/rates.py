@@ -24,6 +24,7 @@ Definitions (also in the README):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
@@ -181,6 +182,11 @@ class CounterArrays:
             if_index=np.full(n, -1, dtype=np.int64),
             speed_mbps=np.zeros(n, dtype=np.float64),
         )
+
+    def take(self, indices: Sequence[int] | npt.NDArray[np.int64]) -> CounterArrays:
+        """The samples at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return CounterArrays(**{name: arr[idx] for name, arr in vars(self).items()})
 
 
 @dataclass

@@ -4,11 +4,15 @@
 one SQL query (status ``active`` or ``installed``, with a management address or a probe URL),
 narrowed by keys, ids, a SQL predicate on ``sites`` (alias ``s``) and a limit. The stored
 counter state comes with the targets in the same query. Both probe engines run in one event
-loop; then states and rates are computed for all sites at once and the round is written in
-one transaction (``results.store``), or spooled when the database is unreachable
-(``results.spool``). The write starts while the batch is still being built: a writer thread
-writes each part (the state upserts first, then the results) while the next is being made;
-the ``compute`` phase is the building, ``write`` what is left of the writing after it.
+loop; states and rates are computed on whole arrays, and the round is written in one
+transaction (``results.store``), or spooled when the database is unreachable
+(``results.spool``). The building and writing overlap the probing: when the HTTP probes are
+all in while SNMP ones still run (dead sites waiting out their timeouts, the CPU idle), the
+sites already done are built in a thread and a writer thread starts writing them; the rest are
+built when the probing ends (``_Assembly``). Within a chunk the writer writes each part (the
+state upserts first, then the results) while the next is being made. The ``early build``
+phase is the first chunk (overlapping the probing), ``compute`` the building after the
+probing, ``write`` what is left of the writing after that.
 Spooled rounds are flushed before a new round loads its targets, so rates are always
 computed against the latest stored counters.
 """
@@ -18,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,7 +39,7 @@ from core.settings import Settings
 from probes.http import probe_http_many, probe_http_many_in_process
 from probes.model import HttpOutcome, HttpTarget, SnmpOutcome, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many
-from results.batch import BatchParts, RoundBatch, build_round_batch
+from results.batch import BatchParts, ChunkRows, ChunkTotals, RoundBatch, build_chunk, round_record
 from results.rates import CounterArrays
 from results.spool import FlushReport, flush_spool, spool_round
 from results.store import is_connection_error, write_parts
@@ -317,20 +321,36 @@ async def probe_targets(
     progress_task: ProgressTask | None = None,
     snmp_stats: SnmpStats | None = None,
     durations: dict[str, float] | None = None,
+    on_snmp_outcome: Callable[[SnmpOutcome], None] | None = None,
+    http_done_first: Callable[[list[HttpOutcome]], Awaitable[None]] | None = None,
 ) -> tuple[list[SnmpOutcome], list[HttpOutcome]]:
     """Run the SNMP and HTTP probes of a round concurrently in the running loop.
 
     When ``durations`` is given, the seconds each engine took are stored in it under
     ``probe snmp`` and ``probe http`` (the round ends when the slower one does).
+    ``on_snmp_outcome`` sees each SNMP outcome as it is ready. ``http_done_first`` is awaited
+    with the HTTP outcomes when they are all in while SNMP probes are still running (the SNMP
+    probes go on meanwhile); this returns when both engines and it are done.
     """
     counted = _Counted(progress_task) if progress_task is not None else None
+    on_snmp: Callable[[SnmpOutcome], None] | None = counted
+    if on_snmp_outcome is not None:
+        seen = on_snmp_outcome
+
+        def on_snmp_both(outcome: SnmpOutcome) -> None:
+            seen(outcome)
+            if counted is not None:
+                counted(outcome)
+
+        on_snmp = on_snmp_both
+
     snmp_job = probe_snmp_many(
         [t for _, t in targets.snmp],
         timeout=settings.snmp_timeout,
         retries=settings.probe_retries,
         concurrency=settings.probe_concurrency,
         if_index_cache=targets.if_index_cache,
-        on_outcome=counted,
+        on_outcome=on_snmp,
         stats=snmp_stats,
         counter32_agents=targets.counter32_agents,
     )
@@ -351,12 +371,121 @@ async def probe_targets(
         )
     else:
         http_job = probe_http_many(http_targets, on_outcome=counted, **http_options)
-    snmp_out, http_out = await asyncio.gather(
-        _timed(snmp_job, "probe snmp", durations), _timed(http_job, "probe http", durations)
-    )
+    snmp_task = asyncio.ensure_future(_timed(snmp_job, "probe snmp", durations))
+
+    async def http_then_early() -> list[HttpOutcome]:
+        outcomes = await _timed(http_job, "probe http", durations)
+        if http_done_first is not None and not snmp_task.done():
+            await http_done_first(outcomes)
+        return outcomes
+
+    snmp_out, http_out = await asyncio.gather(snmp_task, http_then_early())
     if counted is not None:
         counted.flush()
     return snmp_out, http_out
+
+
+class _Assembly:
+    """Builds a round's batch in chunks and hands each to the writer as soon as it is built.
+
+    When the HTTP probes are all in while SNMP probes still run (the SNMP tail is dead sites
+    waiting out their timeouts, with the CPU idle), the sites whose probes have all ended are
+    built and written then, off the event loop; the rest when the probing is over. Each site
+    is in exactly one chunk with all its outcomes, so its state is computed as in one batch.
+    The writer writes every chunk in the round's one transaction (``results.store``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        targets: RoundTargets,
+        round_id: uuid.UUID,
+        started_at: datetime,
+        parts: BatchParts,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.engine = engine
+        self.targets = targets
+        self.round_id = str(round_id)
+        self.started_at = started_at
+        self.parts = parts
+        self.pool = pool
+        self.writing: Future[bool] | None = None
+        self.rows = ChunkRows()
+        self.totals = ChunkTotals()
+        self.early_seconds = 0.0
+        self._snmp_of_pos = [-1] * len(targets.site_ids)
+        for k, (pos, _) in enumerate(targets.snmp):
+            self._snmp_of_pos[pos] = k
+        self._snmp_of_site = {t.site_id: k for k, (_, t) in enumerate(targets.snmp)}
+        self._seen: list[SnmpOutcome | None] = [None] * len(targets.snmp)
+        self._snmp_built = [False] * len(targets.snmp)
+        self._http_built = [False] * len(targets.http)
+
+    def saw_snmp(self, outcome: SnmpOutcome) -> None:
+        """Note an SNMP outcome as it is ready (called on the event loop)."""
+        self._seen[self._snmp_of_site[outcome.site_id]] = outcome
+
+    def start_writing(self) -> None:
+        """Start the writer, once; its partitions cover the round's start day to today."""
+        if self.writing is not None:
+            return
+        first = self.started_at.astimezone(UTC).date().isoformat()
+        last = datetime.now(UTC).date().isoformat()
+        self.parts.give("head", (self.round_id, first, last))
+        self.writing = self.pool.submit(write_parts, self.engine, self.parts)
+
+    async def build_early(self, http_out: list[HttpOutcome]) -> None:
+        """Build and hand over the sites whose every probe has ended (SNMP still running)."""
+        seen = list(self._seen)  # one snapshot: outcomes arriving from now on wait for the rest
+        snmp_pick = [k for k, o in enumerate(seen) if o is not None]
+        http_pick = [
+            j
+            for j, (pos, _) in enumerate(self.targets.http)
+            if self._snmp_of_pos[pos] < 0 or seen[self._snmp_of_pos[pos]] is not None
+        ]
+        if not (snmp_pick or http_pick):
+            return
+        t = time.perf_counter()
+        self.start_writing()
+        await asyncio.get_running_loop().run_in_executor(
+            self.pool, self._build, snmp_pick, seen, http_pick, http_out
+        )
+        self.early_seconds = time.perf_counter() - t
+
+    def build_rest(self, snmp_out: Sequence[SnmpOutcome], http_out: Sequence[HttpOutcome]) -> None:
+        """Build and hand over every site not built early (all of them if none was)."""
+        self.start_writing()
+        snmp_pick = [k for k, done in enumerate(self._snmp_built) if not done]
+        http_pick = [j for j, done in enumerate(self._http_built) if not done]
+        self._build(snmp_pick, snmp_out, http_pick, http_out)
+
+    def _build(
+        self,
+        snmp_pick: list[int],
+        snmp_out: Sequence[SnmpOutcome | None],
+        http_pick: list[int],
+        http_out: Sequence[HttpOutcome],
+    ) -> None:
+        snmp: list[tuple[int, SnmpOutcome]] = []
+        for k in snmp_pick:
+            outcome = snmp_out[k]
+            assert outcome is not None
+            snmp.append((self.targets.snmp[k][0], outcome))
+            self._snmp_built[k] = True
+        http = [(self.targets.http[j][0], http_out[j]) for j in http_pick]
+        for j in http_pick:
+            self._http_built[j] = True
+        rows, totals = build_chunk(
+            round_id=self.round_id,
+            site_ids=self.targets.site_ids,
+            snmp=snmp,
+            http=http,
+            previous_counters=self.targets.previous.take(snmp_pick),
+            parts=self.parts,
+        )
+        self.rows.add(rows)
+        self.totals.add(totals)
 
 
 def run_round(
@@ -433,36 +562,45 @@ def _run_round(
     total = len(targets.snmp) + len(targets.http)
     task = progress.task(f"Probing {len(targets.site_ids):,} sites", total=total)
     stats = SnmpStats()
-    t1 = time.perf_counter()
     engines: dict[str, float] = {}
-    snmp_out, http_out = asyncio.run(
-        probe_targets(targets, settings, progress_task=task, snmp_stats=stats, durations=engines)
-    )
-    task.finish()
-    probe_seconds = time.perf_counter() - t1
-    phases["probe"] = probe_seconds
-    if targets.snmp and targets.http:  # both ran at once: which one the round waited for
-        phases.update(engines)
-    finished_at = datetime.now(UTC)
-
-    t2 = time.perf_counter()
-    write_task = progress.task("Writing results", total=None)
     parts = BatchParts()
-    with ThreadPoolExecutor(1, thread_name_prefix="round-writer") as pool:
-        writing = pool.submit(write_parts, engine, parts)
+    # Two threads: the writer, and the builder of the sites whose probes ended early.
+    with ThreadPoolExecutor(2, thread_name_prefix="round-writer") as pool:
+        assembly = _Assembly(engine, targets, round_id, started_at, parts, pool)
+        both = bool(targets.snmp and targets.http)
+        t1 = t2 = time.perf_counter()
         try:
-            batch = build_round_batch(
-                round_id=round_id,
+            snmp_out, http_out = asyncio.run(
+                probe_targets(
+                    targets,
+                    settings,
+                    progress_task=task,
+                    snmp_stats=stats,
+                    durations=engines,
+                    on_snmp_outcome=assembly.saw_snmp if both else None,
+                    http_done_first=assembly.build_early if both else None,
+                )
+            )
+            task.finish()
+            probe_seconds = time.perf_counter() - t1
+            phases["probe"] = probe_seconds
+            if both:  # both ran at once: which one the round waited for
+                phases.update(engines)
+            if assembly.early_seconds:
+                phases["early build"] = assembly.early_seconds
+            finished_at = datetime.now(UTC)
+            t2 = time.perf_counter()
+            write_task = progress.task("Writing results", total=None)
+            assembly.build_rest(snmp_out, http_out)
+            record = round_record(
+                assembly.totals,
+                round_id=str(round_id),
                 started_at=started_at,
                 finished_at=finished_at,
                 kinds=sorted(kinds),
-                site_ids=targets.site_ids,
-                snmp=[(pos, o) for (pos, _), o in zip(targets.snmp, snmp_out, strict=True)],
-                http=[(pos, o) for (pos, _), o in zip(targets.http, http_out, strict=True)],
-                previous_counters=targets.previous,
                 probe_seconds=probe_seconds,
-                parts=parts,
             )
+            parts.give("round", record)
         except BaseException as exc:
             parts.fail(exc)  # the writer rolls back and stops
             raise
@@ -470,6 +608,10 @@ def _run_round(
             phases["compute"] = time.perf_counter() - t2
             t3 = time.perf_counter()
     # Leaving the pool waited for the writer.
+    first_day, last_day = assembly.totals.days(finished_at)
+    batch = RoundBatch(record, first_day, last_day, **vars(assembly.rows))
+    writing = assembly.writing
+    assert writing is not None
 
     written = spooled = lost = False
     try:

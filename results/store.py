@@ -7,8 +7,10 @@ daily partitions are created beforehand when missing), and last the ``probe_roun
 back, so a spool replay never writes twice. A round already written before the write began is
 recognised at once and skipped. The row comes last because its summary is the last part of a
 batch to be built, and ``write_parts`` starts writing while the rest is still being built
-(results.batch.PART_NAMES gives the order). Upserts never let an older round overwrite a
-newer one (``last_probe_at`` / ``ts`` guards), so a late replay cannot regress a site's state.
+(results.batch.PART_NAMES gives the order). A batch may come in several chunks of sites
+(results.batch.BatchParts): each goes through the same steps, the staging tables emptied
+between. Upserts never let an older round overwrite a newer one (``last_probe_at`` / ``ts``
+guards), so a late replay cannot regress a site's state.
 """
 
 from __future__ import annotations
@@ -195,21 +197,60 @@ def write_parts(engine: Engine, parts: BatchParts, *, from_spool: bool = False) 
 
 
 def _write_rows(cur: psycopg.Cursor[tuple[object, ...]], parts: BatchParts) -> None:
-    # In PART_NAMES order: each step waits only for the part it writes.
-    counter_rows = parts.rows("counter_rows")
-    if counter_rows:
-        cur.execute(STAGING_COUNTERS)
-        _copy(cur, f"COPY round_counters ({COUNTER_COLUMNS}) FROM STDIN", counter_rows)
-        cur.execute(UPSERT_COUNTERS)
-    reboot_rows = parts.rows("reboot_rows")
-    if reboot_rows:
-        cur.execute(STAGING_REBOOTS)
-        _copy(cur, f"COPY round_reboots ({REBOOT_COLUMNS}) FROM STDIN", reboot_rows)
-        cur.execute(INSERT_REBOOTS)
-    status_rows = parts.rows("status_rows")
-    if status_rows:
-        cur.execute(STAGING)
-        _copy(cur, f"COPY round_status ({STATUS_COLUMNS}) FROM STDIN", status_rows)
-        cur.execute(UPSERT_STATUS, {"round_id": parts.head()[0]})
-    _copy(cur, f"COPY probe_results ({SNMP_COLUMNS}) FROM STDIN", parts.rows("snmp_rows"))
-    _copy(cur, f"COPY probe_results ({HTTP_COLUMNS}) FROM STDIN", parts.rows("http_rows"))
+    # Chunk by chunk, in ROW_PARTS order: each step waits only for the part it writes. The
+    # staging tables are made once per transaction and emptied for each further chunk.
+    made: set[str] = set()
+    round_id = parts.head()[0]
+    for chunk in parts.chunks():
+        _upsert(
+            cur,
+            made,
+            STAGING_COUNTERS,
+            "round_counters",
+            COUNTER_COLUMNS,
+            chunk.rows("counter_rows"),
+            UPSERT_COUNTERS,
+        )
+        _upsert(
+            cur,
+            made,
+            STAGING_REBOOTS,
+            "round_reboots",
+            REBOOT_COLUMNS,
+            chunk.rows("reboot_rows"),
+            INSERT_REBOOTS,
+        )
+        _upsert(
+            cur,
+            made,
+            STAGING,
+            "round_status",
+            STATUS_COLUMNS,
+            chunk.rows("status_rows"),
+            UPSERT_STATUS,
+            {"round_id": round_id},
+        )
+        _copy(cur, f"COPY probe_results ({SNMP_COLUMNS}) FROM STDIN", chunk.rows("snmp_rows"))
+        _copy(cur, f"COPY probe_results ({HTTP_COLUMNS}) FROM STDIN", chunk.rows("http_rows"))
+
+
+def _upsert(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    made: set[str],
+    create: str,
+    staging: str,
+    columns: str,
+    rows: str,
+    statement: str,
+    params: dict[str, object] | None = None,
+) -> None:
+    """COPY ``rows`` into the staging table ``staging``, then run ``statement`` from it."""
+    if not rows:
+        return
+    if staging in made:
+        cur.execute(f"TRUNCATE {staging}")
+    else:
+        cur.execute(create)
+        made.add(staging)
+    _copy(cur, f"COPY {staging} ({columns}) FROM STDIN", rows)
+    cur.execute(statement, params)

@@ -101,3 +101,18 @@ def round_counts(engine: Engine) -> tuple[int, int, int]:
             conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one(),
             conn.execute(text("SELECT count(*) FROM site_status")).scalar_one(),
         )
+
+
+def writer_has_written(engine: Engine, table: str) -> bool:
+    """True when another backend's open transaction has written into ``table``."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = :table AND l.mode = 'RowExclusiveLock' "
+                    "AND l.granted AND l.pid <> pg_backend_pid()"
+                ),
+                {"table": table},
+            ).scalar_one()
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
-from results.rounds import SLOW_MS, load_targets, run_round
-from tests.results.lab_sites import insert_sites, write_lab_csv
+from results.rounds import SLOW_MS, RoundSummary, load_targets, run_round
+from tests.results.lab_sites import insert_sites, write_lab_csv, writer_has_written
 
 pytestmark = pytest.mark.slow
 SITES = 400
@@ -94,6 +95,7 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     # Both engines ran at once; each one's time is shown and the round waited for the slower.
     engines = [first.phases["probe snmp"], first.phases["probe http"]]
     assert min(engines) > 0 and max(engines) <= first.phases["probe"]
+    assert first.phases["early build"] > 0  # what follows checks the chunked build too
 
     with engine.connect() as conn:
         ids = {r.site_key: r.id for r in conn.execute(text("SELECT id, site_key FROM sites"))}
@@ -207,6 +209,47 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
         expect_out = ((out1 - out0) % mod) * 8 / (t1 - t0)
         assert r.in_bps == pytest.approx(expect_in, rel=0.05), r.site_key
         assert r.out_bps == pytest.approx(expect_out, rel=0.05), r.site_key
+
+
+def test_sites_done_early_are_written_while_the_dead_are_awaited(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The lab's down sites refuse HTTP at once but leave SNMP to time out (2 attempts of 2 s):
+    # the HTTP probes are all in seconds before the SNMP ones, and the sites done by then are
+    # built and written meanwhile, in the round's one transaction.
+    insert_sites(engine, lab.rows)
+    done: dict[str, RoundSummary | BaseException] = {}
+
+    def run() -> None:
+        try:
+            done["summary"] = run_round(engine, round_settings)
+        except BaseException as exc:
+            done["summary"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    seen_writing = None
+    while worker.is_alive():
+        if seen_writing is None and writer_has_written(engine, "site_status"):
+            seen_writing = time.monotonic()
+            with engine.connect() as conn:  # nothing is visible before the commit
+                assert conn.execute(text("SELECT count(*) FROM site_status")).scalar_one() == 0
+        time.sleep(0.02)
+    ended = time.monotonic()
+    summary = done["summary"]
+    assert isinstance(summary, RoundSummary), summary
+    assert summary.written and summary.sites == SITES and summary.down > 0
+    assert summary.phases["probe http"] + 1.0 < summary.phases["probe snmp"]
+    assert seen_writing is not None and ended - seen_writing > 1.0, "not written early"
+    assert summary.phases["early build"] > 0
+    # What was left after the probing was only the sites still awaited.
+    assert summary.phases["compute"] + summary.phases["write"] < 1.0
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT count(*), count(DISTINCT last_round_id) FROM site_status")
+        ).one()
+        results = conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one()
+    assert tuple(stored) == (SITES, 1) and results == 2 * SITES
 
 
 def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> None:

@@ -17,11 +17,19 @@ from sqlalchemy import Engine, text
 
 from core.settings import Settings
 from probes.model import ErrorClass, HttpOutcome, SnmpOutcome
-from results.batch import BatchParts, RoundBatch, build_round_batch
+from results.batch import (
+    ROW_PARTS,
+    BatchParts,
+    ChunkRows,
+    ChunkTotals,
+    RoundBatch,
+    build_chunk,
+    build_round_batch,
+)
 from results.rates import CounterArrays, CounterSample
 from results.store import write_parts, write_round
 from tests.probes import http_servers as srv
-from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv
+from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv, writer_has_written
 
 T0 = datetime(2031, 3, 4, 23, 59, 0, tzinfo=UTC)
 
@@ -226,21 +234,6 @@ def writing_in_background(engine: Engine, parts: BatchParts) -> Iterator[Future[
             parts.fail(RuntimeError("the test ended before handing over every part"))
 
 
-def writer_has_written(engine: Engine, table: str) -> bool:
-    """True when another backend's open transaction has written into ``table``."""
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                    "WHERE c.relname = :table AND l.mode = 'RowExclusiveLock' "
-                    "AND l.granted AND l.pid <> pg_backend_pid()"
-                ),
-                {"table": table},
-            ).scalar_one()
-        )
-
-
 def partition_exists(engine: Engine, name: str) -> bool:
     """True once the writer has checked for the round and committed the partitions it needs."""
     with engine.connect() as conn:
@@ -299,19 +292,18 @@ def test_a_round_whose_batch_fails_to_build_raises_and_writes_nothing(
 ) -> None:
     import results.rounds as rounds
 
-    real = build_round_batch
+    real = build_chunk
     handed: list[BatchParts] = []
 
-    def breaks_after_two_parts(**kwargs: Any) -> RoundBatch:
+    def breaks_after_two_parts(**kwargs: Any) -> tuple[ChunkRows, ChunkTotals]:
         """The real build, then a failure after the writer got its first parts."""
-        batch = real(**{**kwargs, "parts": None})
+        rows, _ = real(**{**kwargs, "parts": None})
         parts = kwargs["parts"]
         handed.append(parts)
-        parts.give("head", (batch.round.id, batch.first_day, batch.last_day))
-        parts.give("counter_rows", batch.counter_rows)
+        parts.give("counter_rows", rows.counter_rows)
         raise RuntimeError("the builder broke")
 
-    monkeypatch.setattr(rounds, "build_round_batch", breaks_after_two_parts)
+    monkeypatch.setattr(rounds, "build_chunk", breaks_after_two_parts)
     settings = Settings(database_url="unused", var_dir=tmp_path / "var")
     outcome: dict[str, BaseException] = {}
 
@@ -336,3 +328,76 @@ def test_a_round_whose_batch_fails_to_build_raises_and_writes_nothing(
             parts.fail(RuntimeError("test over"))  # frees a writer left waiting
     assert isinstance(outcome.get("error"), RuntimeError)
     assert round_counts(engine) == (0, 0, 0)
+
+
+def lines_of(batch: RoundBatch, name: str, sites: set[int]) -> str:
+    """The lines of a row part that belong to ``sites`` (the site id's column varies)."""
+    column = 1 if name in ("snmp_rows", "http_rows") else 0
+    rows = getattr(batch, name).splitlines(keepends=True)
+    return "".join(r for r in rows if int(r.split("\t")[column]) in sites)
+
+
+def stored_state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row a round writes, by table, in a fixed order."""
+    tables = {
+        "site_status": "SELECT * FROM site_status ORDER BY site_id",
+        "counter_state": "SELECT * FROM counter_state ORDER BY site_id",
+        "reboot_events": "SELECT site_id, detected_at, round_id, reason, prev_uptime, new_uptime "
+        "FROM reboot_events ORDER BY site_id",
+        "probe_results": "SELECT * FROM probe_results ORDER BY site_id, kind, ts",
+        "probe_rounds": "SELECT id, sites, up, degraded, down, rates_computed, reboots "
+        "FROM probe_rounds ORDER BY started_at",
+    }
+    with engine.connect() as conn:
+        return {t: [tuple(r) for r in conn.execute(text(sql))] for t, sql in tables.items()}
+
+
+def test_a_batch_written_in_chunks_stores_what_it_stores_whole(
+    engine: Engine, site_ids: list[int]
+) -> None:
+    a, b, c = site_ids
+    t1 = T0 + timedelta(seconds=300)
+    second = batch_for(
+        site_ids,
+        t1,
+        [snmp_ok(a, t1, 130_000, 4_750_000), snmp_ok(b, t1, 50, 10), snmp_ok(c, t1, 1_000, 10)],
+        [HttpOutcome(i, t1, True, latency_ms=1.0, status_code=200) for i in site_ids],
+        [
+            CounterSample(T0.timestamp(), 100_000, 1_000_000, 100_000, 64, 1),
+            CounterSample(T0.timestamp(), 9_000, 5, 5, 64, 1),
+            CounterSample(T0.timestamp(), 200_000, 5_000, 500, 64, 1),
+        ],
+    )
+    assert second.round.reboots == 2 and second.round.rates_computed == 1
+    first = first_round(site_ids)
+
+    write_round(engine, first)
+    assert write_round(engine, second)
+    whole = stored_state(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text("TRUNCATE probe_rounds, site_status, counter_state, reboot_events, probe_results")
+        )
+
+    write_round(engine, first)
+    parts = BatchParts()
+    with writing_in_background(engine, parts) as writing:
+        give(parts, second, ("head",))
+        for chunk in ({a, c}, {b}):  # every staging table used twice (b and c reboot)
+            for name in ROW_PARTS:
+                parts.give(name, lines_of(second, name, chunk))
+        give(parts, second, ("round",))
+        assert writing.result(timeout=30) is True
+    chunked = stored_state(engine)
+    assert len(chunked["reboot_events"]) == 2 and len(chunked["probe_results"]) == 12
+    assert chunked == whole
+
+
+def test_parts_must_come_in_their_order() -> None:
+    parts = BatchParts()
+    parts.give("head", ("r", "2031-03-04", "2031-03-04"))
+    with pytest.raises(ValueError, match="'status_rows' given where 'counter_rows' was due"):
+        parts.give("status_rows", "")
+    parts.give("counter_rows", "")
+    with pytest.raises(ValueError, match="the round came before the chunk's reboot_rows"):
+        parts.give("round", None)
