@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -322,28 +323,20 @@ async def probe_targets(
     snmp_stats: SnmpStats | None = None,
     durations: dict[str, float] | None = None,
     on_snmp_outcome: Callable[[SnmpOutcome], None] | None = None,
-    http_done_first: Callable[[list[HttpOutcome]], Awaitable[None]] | None = None,
+    on_http_outcome: Callable[[HttpOutcome], None] | None = None,
+    one_done: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[list[SnmpOutcome], list[HttpOutcome]]:
     """Run the SNMP and HTTP probes of a round concurrently in the running loop.
 
     When ``durations`` is given, the seconds each engine took are stored in it under
     ``probe snmp`` and ``probe http`` (the round ends when the slower one does).
-    ``on_snmp_outcome`` sees each SNMP outcome as it is ready. ``http_done_first`` is awaited
-    with the HTTP outcomes when they are all in while SNMP probes are still running (the SNMP
-    probes go on meanwhile); this returns when both engines and it are done.
+    ``on_snmp_outcome`` and ``on_http_outcome`` see each outcome as it is ready (HTTP ones
+    from a child process in batches, a few times a second). ``one_done`` is awaited when one
+    engine has finished while the other still runs (which goes on meanwhile); this returns
+    when both engines and it are done.
     """
     counted = _Counted(progress_task) if progress_task is not None else None
-    on_snmp: Callable[[SnmpOutcome], None] | None = counted
-    if on_snmp_outcome is not None:
-        seen = on_snmp_outcome
-
-        def on_snmp_both(outcome: SnmpOutcome) -> None:
-            seen(outcome)
-            if counted is not None:
-                counted(outcome)
-
-        on_snmp = on_snmp_both
-
+    on_snmp = _both(on_snmp_outcome, counted)
     snmp_job = probe_snmp_many(
         [t for _, t in targets.snmp],
         timeout=settings.snmp_timeout,
@@ -367,32 +360,47 @@ async def probe_targets(
         http_job = probe_http_many_in_process(
             http_targets,
             on_progress=progress_task.advance if progress_task is not None else None,
+            on_outcome=on_http_outcome,
             **http_options,
         )
     else:
-        http_job = probe_http_many(http_targets, on_outcome=counted, **http_options)
+        on_http = _both(on_http_outcome, counted)
+        http_job = probe_http_many(http_targets, on_outcome=on_http, **http_options)
     snmp_task = asyncio.ensure_future(_timed(snmp_job, "probe snmp", durations))
-
-    async def http_then_early() -> list[HttpOutcome]:
-        outcomes = await _timed(http_job, "probe http", durations)
-        if http_done_first is not None and not snmp_task.done():
-            await http_done_first(outcomes)
-        return outcomes
-
-    snmp_out, http_out = await asyncio.gather(snmp_task, http_then_early())
+    http_task = asyncio.ensure_future(_timed(http_job, "probe http", durations))
+    if one_done is not None:
+        done, running = await asyncio.wait((snmp_task, http_task), return_when=FIRST_COMPLETED)
+        if running and all(not t.cancelled() and t.exception() is None for t in done):
+            await one_done()
+    snmp_out, http_out = await asyncio.gather(snmp_task, http_task)
     if counted is not None:
         counted.flush()
     return snmp_out, http_out
 
 
+def _both(
+    first: Callable[[_T], None] | None, then: Callable[[_T], None] | None
+) -> Callable[[_T], None] | None:
+    """One callback calling ``first`` then ``then`` (either may be None)."""
+    if first is None or then is None:
+        return first or then
+    a, b = first, then
+
+    def call(value: _T) -> None:
+        a(value)
+        b(value)
+
+    return call
+
+
 class _Assembly:
     """Builds a round's batch in chunks and hands each to the writer as soon as it is built.
 
-    When the HTTP probes are all in while SNMP probes still run (the SNMP tail is dead sites
-    waiting out their timeouts, with the CPU idle), the sites whose probes have all ended are
-    built and written then, off the event loop; the rest when the probing is over. Each site
-    is in exactly one chunk with all its outcomes, so its state is computed as in one batch.
-    The writer writes every chunk in the round's one transaction (``results.store``).
+    When one engine has finished while the other still runs (its tail is dead sites waiting
+    out their timeouts, with the CPU idle), the sites whose probes have all ended are built
+    and written then, off the event loop; the rest when the probing is over. Each site is in
+    exactly one chunk with all its outcomes, so its state is computed as in one batch. The
+    writer writes every chunk in the round's one transaction (``results.store``).
     """
 
     def __init__(
@@ -414,17 +422,20 @@ class _Assembly:
         self.rows = ChunkRows()
         self.totals = ChunkTotals()
         self.early_seconds = 0.0
-        self._snmp_of_pos = [-1] * len(targets.site_ids)
-        for k, (pos, _) in enumerate(targets.snmp):
-            self._snmp_of_pos[pos] = k
         self._snmp_of_site = {t.site_id: k for k, (_, t) in enumerate(targets.snmp)}
-        self._seen: list[SnmpOutcome | None] = [None] * len(targets.snmp)
+        self._http_of_site = {t.site_id: j for j, (_, t) in enumerate(targets.http)}
+        self._snmp_seen: list[SnmpOutcome | None] = [None] * len(targets.snmp)
+        self._http_seen: list[HttpOutcome | None] = [None] * len(targets.http)
         self._snmp_built = [False] * len(targets.snmp)
         self._http_built = [False] * len(targets.http)
 
     def saw_snmp(self, outcome: SnmpOutcome) -> None:
         """Note an SNMP outcome as it is ready (called on the event loop)."""
-        self._seen[self._snmp_of_site[outcome.site_id]] = outcome
+        self._snmp_seen[self._snmp_of_site[outcome.site_id]] = outcome
+
+    def saw_http(self, outcome: HttpOutcome) -> None:
+        """Note an HTTP outcome as it is ready (called on the event loop)."""
+        self._http_seen[self._http_of_site[outcome.site_id]] = outcome
 
     def start_writing(self) -> None:
         """Start the writer, once; its partitions cover the round's start day to today."""
@@ -435,21 +446,24 @@ class _Assembly:
         self.parts.give("head", (self.round_id, first, last))
         self.writing = self.pool.submit(write_parts, self.engine, self.parts)
 
-    async def build_early(self, http_out: list[HttpOutcome]) -> None:
-        """Build and hand over the sites whose every probe has ended (SNMP still running)."""
-        seen = list(self._seen)  # one snapshot: outcomes arriving from now on wait for the rest
-        snmp_pick = [k for k, o in enumerate(seen) if o is not None]
-        http_pick = [
-            j
-            for j, (pos, _) in enumerate(self.targets.http)
-            if self._snmp_of_pos[pos] < 0 or seen[self._snmp_of_pos[pos]] is not None
-        ]
+    async def build_early(self) -> None:
+        """Build and hand over the sites whose every probe has ended (the others go on)."""
+        # One snapshot, taken on the loop: outcomes arriving from now on wait for the rest.
+        snmp_seen, http_seen = list(self._snmp_seen), list(self._http_seen)
+        # Per site: have all its probes ended (a kind it has no target for has)?
+        ended = [True] * len(self.targets.site_ids)
+        for k, (pos, _) in enumerate(self.targets.snmp):
+            ended[pos] = snmp_seen[k] is not None
+        for j, (pos, _) in enumerate(self.targets.http):
+            ended[pos] = ended[pos] and http_seen[j] is not None
+        snmp_pick = [k for k, (pos, _) in enumerate(self.targets.snmp) if ended[pos]]
+        http_pick = [j for j, (pos, _) in enumerate(self.targets.http) if ended[pos]]
         if not (snmp_pick or http_pick):
             return
         t = time.perf_counter()
         self.start_writing()
         await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._build, snmp_pick, seen, http_pick, http_out
+            self.pool, self._build, snmp_pick, snmp_seen, http_pick, http_seen
         )
         self.early_seconds = time.perf_counter() - t
 
@@ -465,7 +479,7 @@ class _Assembly:
         snmp_pick: list[int],
         snmp_out: Sequence[SnmpOutcome | None],
         http_pick: list[int],
-        http_out: Sequence[HttpOutcome],
+        http_out: Sequence[HttpOutcome | None],
     ) -> None:
         snmp: list[tuple[int, SnmpOutcome]] = []
         for k in snmp_pick:
@@ -473,8 +487,11 @@ class _Assembly:
             assert outcome is not None
             snmp.append((self.targets.snmp[k][0], outcome))
             self._snmp_built[k] = True
-        http = [(self.targets.http[j][0], http_out[j]) for j in http_pick]
+        http: list[tuple[int, HttpOutcome]] = []
         for j in http_pick:
+            seen = http_out[j]
+            assert seen is not None
+            http.append((self.targets.http[j][0], seen))
             self._http_built[j] = True
         rows, totals = build_chunk(
             round_id=self.round_id,
@@ -578,7 +595,8 @@ def _run_round(
                     snmp_stats=stats,
                     durations=engines,
                     on_snmp_outcome=assembly.saw_snmp if both else None,
-                    http_done_first=assembly.build_early if both else None,
+                    on_http_outcome=assembly.saw_http if both else None,
+                    one_done=assembly.build_early if both else None,
                 )
             )
             task.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import socket
 import threading
 import time
@@ -295,3 +296,36 @@ def test_probing_in_a_child_process_gives_the_same_outcomes() -> None:
         (o.site_id, o.ok, o.error, o.status_code) for o in there
     ]
     assert sum(progress) == len(targets)
+
+
+def test_a_child_that_dies_midway_loses_no_probe_and_repeats_none() -> None:
+    seen: list[int] = []
+
+    def kill_the_child_at_the_first_batch(outcome: HttpOutcome) -> None:
+        if not seen:
+            for child in multiprocessing.active_children():
+                if child.name == "conectado-http-probes":
+                    child.kill()
+        seen.append(outcome.site_id)
+
+    with srv.stdlib_server() as (host, port), srv.raw_server(srv.silent) as quiet:
+        targets = [HttpTarget(i, f"http://{host}:{port}/status/200") for i in range(20)] + [
+            HttpTarget(100 + i, f"http://{quiet[0]}:{quiet[1]}/") for i in range(5)
+        ]
+        outcomes = asyncio.run(
+            probe_http_many_in_process(
+                targets,
+                on_outcome=kill_the_child_at_the_first_batch,
+                timeout=1.0,
+                retries=0,
+                concurrency=5,
+            )
+        )
+    assert [o.site_id for o in outcomes] == [t.site_id for t in targets]
+    assert [o.ok for o in outcomes] == [True] * 20 + [False] * 5, [
+        (o.error, o.error_detail) for o in outcomes if not o.ok
+    ]
+    assert all(o.error == ErrorClass.TIMEOUT for o in outcomes[20:])
+    # The child's batch before it died, then the rest probed here: each site once.
+    assert sorted(seen) == sorted(t.site_id for t in targets)
+    assert set(seen[:20]) == set(range(20))

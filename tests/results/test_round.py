@@ -17,6 +17,7 @@ from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
 from results.rounds import SLOW_MS, RoundSummary, load_targets, run_round
+from tests.probes import http_servers as srv
 from tests.results.lab_sites import insert_sites, write_lab_csv, writer_has_written
 
 pytestmark = pytest.mark.slow
@@ -211,18 +212,13 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
         assert r.out_bps == pytest.approx(expect_out, rel=0.05), r.site_key
 
 
-def test_sites_done_early_are_written_while_the_dead_are_awaited(
-    engine: Engine, round_settings: Settings, lab: Lab
-) -> None:
-    # The lab's down sites refuse HTTP at once but leave SNMP to time out (2 attempts of 2 s):
-    # the HTTP probes are all in seconds before the SNMP ones, and the sites done by then are
-    # built and written meanwhile, in the round's one transaction.
-    insert_sites(engine, lab.rows)
+def round_watching_the_writer(engine: Engine, settings: Settings) -> tuple[RoundSummary, float]:
+    """Run a round; also return how long before its end its writer was first seen writing."""
     done: dict[str, RoundSummary | BaseException] = {}
 
     def run() -> None:
         try:
-            done["summary"] = run_round(engine, round_settings)
+            done["summary"] = run_round(engine, settings)
         except BaseException as exc:
             done["summary"] = exc
 
@@ -238,18 +234,67 @@ def test_sites_done_early_are_written_while_the_dead_are_awaited(
     ended = time.monotonic()
     summary = done["summary"]
     assert isinstance(summary, RoundSummary), summary
-    assert summary.written and summary.sites == SITES and summary.down > 0
-    assert summary.phases["probe http"] + 1.0 < summary.phases["probe snmp"]
-    assert seen_writing is not None and ended - seen_writing > 1.0, "not written early"
-    assert summary.phases["early build"] > 0
-    # What was left after the probing was only the sites still awaited.
-    assert summary.phases["compute"] + summary.phases["write"] < 1.0
+    return summary, 0.0 if seen_writing is None else ended - seen_writing
+
+
+def assert_whole_round_stored(engine: Engine, summary: RoundSummary) -> None:
+    assert summary.written and summary.sites == SITES
     with engine.connect() as conn:
         stored = conn.execute(
             text("SELECT count(*), count(DISTINCT last_round_id) FROM site_status")
         ).one()
         results = conn.execute(text("SELECT count(*) FROM probe_results")).scalar_one()
     assert tuple(stored) == (SITES, 1) and results == 2 * SITES
+
+
+def test_sites_done_early_are_written_while_the_dead_are_awaited(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The lab's down sites refuse HTTP at once but leave SNMP to time out (2 attempts of 2 s):
+    # the HTTP probes are all in seconds before the SNMP ones, and the sites done by then are
+    # built and written meanwhile, in the round's one transaction.
+    insert_sites(engine, lab.rows)
+    summary, written_before_end = round_watching_the_writer(engine, round_settings)
+    assert summary.down > 0
+    assert summary.phases["probe http"] + 1.0 < summary.phases["probe snmp"]
+    assert written_before_end > 1.0, "not written early"
+    assert summary.phases["early build"] > 0
+    # What was left after the probing was only the sites still awaited.
+    assert summary.phases["compute"] + summary.phases["write"] < 1.0
+    assert_whole_round_stored(engine, summary)
+
+
+def test_sites_done_early_are_written_while_silent_web_servers_are_awaited(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The other way round, as in the field where a dead link's web server is silent for the
+    # whole HTTP timeout: SNMP ends first, and the HTTP probes run in their child process,
+    # which sends its outcomes as they come, so the sites it has done are built meanwhile.
+    settings = round_settings.model_copy(
+        update={"snmp_timeout": 0.5, "probe_retries": 0, "http_timeout": 3.0, "http_process_min": 1}
+    )
+    with srv.raw_server(srv.silent) as (host, port):
+        rows = [dict(r) for r in lab.rows]
+        for row in rows[:10]:
+            row["http_url"] = f"http://{host}:{port}/"
+        insert_sites(engine, rows)
+        summary, written_before_end = round_watching_the_writer(engine, settings)
+    assert summary.phases["probe snmp"] + 1.0 < summary.phases["probe http"]
+    assert summary.errors.get("http timeout", 0) >= 10
+    assert written_before_end > 1.0, "not written early"
+    assert summary.phases["early build"] > 0
+    assert summary.phases["compute"] + summary.phases["write"] < 1.0
+    assert_whole_round_stored(engine, summary)
+    keys = [r["site_key"] for r in rows[:10]]
+    with engine.connect() as conn:
+        states = conn.execute(
+            text(
+                "SELECT st.http_error FROM site_status st JOIN sites s ON s.id = st.site_id "
+                "WHERE s.site_key = ANY(:keys)"
+            ),
+            {"keys": keys},
+        ).scalars()
+        assert all(e and e.startswith("timeout") for e in states)
 
 
 def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> None:
