@@ -481,28 +481,32 @@ class _Assembly:
         http_pick: list[int],
         http_out: Sequence[HttpOutcome | None],
     ) -> None:
-        snmp: list[tuple[int, SnmpOutcome]] = []
-        for k in snmp_pick:
-            outcome = snmp_out[k]
-            assert outcome is not None
-            snmp.append((self.targets.snmp[k][0], outcome))
-            self._snmp_built[k] = True
-        http: list[tuple[int, HttpOutcome]] = []
-        for j in http_pick:
-            seen = http_out[j]
-            assert seen is not None
-            http.append((self.targets.http[j][0], seen))
-            self._http_built[j] = True
         rows, totals = build_chunk(
             round_id=self.round_id,
             site_ids=self.targets.site_ids,
-            snmp=snmp,
-            http=http,
+            snmp=_take(self.targets.snmp, snmp_out, snmp_pick, self._snmp_built),
+            http=_take(self.targets.http, http_out, http_pick, self._http_built),
             previous_counters=self.targets.previous.take(snmp_pick),
             parts=self.parts,
         )
         self.rows.add(rows)
         self.totals.add(totals)
+
+
+def _take(
+    targets: Sequence[tuple[int, object]],
+    outcomes: Sequence[_T | None],
+    picks: list[int],
+    built: list[bool],
+) -> list[tuple[int, _T]]:
+    """(site position, outcome) of the picked targets, each marked built."""
+    out: list[tuple[int, _T]] = []
+    for i in picks:
+        outcome = outcomes[i]
+        assert outcome is not None, "only targets whose outcome is in are picked"
+        out.append((targets[i][0], outcome))
+        built[i] = True
+    return out
 
 
 def run_round(
