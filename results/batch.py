@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from queue import SimpleQueue
+from threading import Lock
 
 import numpy as np
 
@@ -151,9 +152,10 @@ class BatchParts:
     A batch is its head, then one or more chunks of row parts (``ROW_PARTS`` each, in order:
     giving ``counter_rows`` again starts the next chunk), then its ``round`` record. A round
     whose sites finish at different times hands over the chunk of those already done while the
-    rest are still being probed. ``get``, ``head``, ``chunks`` and ``record`` block until
-    their part is there; after ``fail`` every part not yet given raises that error instead, so
-    a writer waiting on a batch that will never be finished stops.
+    rest are still being probed. ``head``, ``chunks`` and ``record`` block until their part is
+    there; after ``fail`` every part not yet given raises that error instead, so a writer
+    waiting on a batch that will never be finished stops. ``give`` and ``fail`` may be called
+    from different threads.
     """
 
     def __init__(self) -> None:
@@ -162,6 +164,7 @@ class BatchParts:
         self._chunks: SimpleQueue[ChunkParts | BaseException | None] = SimpleQueue()
         self._open: ChunkParts | None = None
         self._next = 0  # index in ROW_PARTS of the open chunk's next part
+        self._lock = Lock()
 
     @classmethod
     def of(cls, batch: RoundBatch) -> BatchParts:
@@ -175,6 +178,10 @@ class BatchParts:
 
     def give(self, name: str, value: object) -> None:
         """Hand over the part ``name``; row parts must come in ``ROW_PARTS`` order."""
+        with self._lock:
+            self._give(name, value)
+
+    def _give(self, name: str, value: object) -> None:
         if name == "head":
             self._head.set_result(value)
         elif name == "round":
@@ -197,6 +204,10 @@ class BatchParts:
 
     def fail(self, error: BaseException) -> None:
         """Make every part not yet given raise ``error``."""
+        with self._lock:
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
         for part in (self._head, self._record):
             if not part.done():
                 part.set_exception(error)
