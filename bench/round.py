@@ -8,12 +8,17 @@ the second computes rates for every site that answered both times. CPU seconds o
 of each agent and of PostgreSQL are printed to show where the time goes, with the floor they
 set: all of them divided by the cores. Goal: a round ≤ 20 s.
 
-Usage: python bench/round.py [--count 101322] [--workers N] [--keep] [--rounds 2]
+Usage: python bench/round.py [--count 101322] [--workers N] [--keep] [--rounds 2] [--cpus N]
+
+``--cpus 1`` runs everything under a CPU quota of one core in all, to see the round on a
+host with half this one's CPU (a cgroup; needs root).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import socket
 import time
@@ -177,6 +182,51 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]]) -> 
     print(f"  total {ph['total']:.1f} s (goal ≤ 20 s: {verdict})")
 
 
+def _leave_group(root: Path, group: Path) -> None:
+    """Move back to the root group and remove ours (left alone while a kept cluster is in it)."""
+    with contextlib.suppress(OSError):
+        (root / "cgroup.procs").write_text(str(os.getpid()))
+        group.rmdir()
+
+
+def cap_cpu(cpus: float) -> str:
+    """Put this process (and so every process it starts) under a CPU quota of ``cpus`` cores.
+
+    A CFS quota over a 10 ms period: the run gets that much CPU time in all, spread over the
+    machine's cores, as a host with less CPU would give it. Tries cgroup v2 (``cpu.max``), then
+    v1 (``cpu.cfs_quota_us``). Returns the group's path; exits with a message when it cannot.
+    """
+    period = 10_000
+    quota = max(1_000, int(cpus * period))
+    name = f"conectado-bench-{os.getpid()}"
+    for root, files in (
+        (Path("/sys/fs/cgroup"), {"cpu.max": f"{quota} {period}"}),
+        (Path("/sys/fs/cgroup/unified"), {"cpu.max": f"{quota} {period}"}),
+        (
+            Path("/sys/fs/cgroup/cpu"),
+            {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota)},
+        ),
+    ):
+        if not (root / "cgroup.procs").exists():
+            continue
+        group = root / name
+        try:
+            group.mkdir(exist_ok=True)
+            for file, value in files.items():
+                (group / file).write_text(value)
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+            continue
+        atexit.register(_leave_group, root, group)
+        return str(group)
+    raise SystemExit(
+        "--cpus needs a writable cgroup CPU controller (cgroup v2 cpu.max or v1 "
+        "cpu.cfs_quota_us) and root; none was found. Run without --cpus."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=101_322)
@@ -189,7 +239,16 @@ def main() -> None:
     parser.add_argument(
         "--kind", default="snmp,http", help="probe kinds of the round (snmp, http or both)"
     )
+    parser.add_argument(
+        "--cpus",
+        type=float,
+        default=None,
+        help="emulate a slower host: cap this run (cluster, lab agents, prober) at this many "
+        "cores' worth of CPU with a cgroup quota (root; e.g. 1.0 or 0.67)",
+    )
     args = parser.parse_args()
+    if args.cpus is not None:
+        print(f"set-up: capped at {args.cpus:g} cores' worth of CPU ({cap_cpu(args.cpus)})")
     from core.db import make_engine
     from lab.runner import lab_status, start_lab, stop_lab
     from results.rounds import run_round
