@@ -850,7 +850,6 @@ def probe_http_many_sync(
     verify_tls: bool = True,
     ca_file: Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    on_outcome_at: Callable[[int, HttpOutcome], None] | None = None,
 ) -> list[HttpOutcome]:
     """Run ``probe_http_many`` in a new event loop (for the CLI and scripts)."""
     return asyncio.run(
@@ -863,7 +862,6 @@ def probe_http_many_sync(
             verify_tls=verify_tls,
             ca_file=ca_file,
             max_body_bytes=max_body_bytes,
-            on_outcome_at=on_outcome_at,
         )
     )
 

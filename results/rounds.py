@@ -6,8 +6,8 @@ narrowed by keys, ids, a SQL predicate on ``sites`` (alias ``s``) and a limit. T
 counter state comes with the targets in the same query. Both probe engines run in one event
 loop; states and rates are computed on whole arrays, and the round is written in one
 transaction (``results.store``), or spooled when the database is unreachable
-(``results.spool``). The building and writing overlap the probing: when the HTTP probes are
-all in while SNMP ones still run (dead sites waiting out their timeouts, the CPU idle), the
+(``results.spool``). The building and writing overlap the probing: when one engine has
+finished while the other still runs (dead sites waiting out their timeouts, the CPU idle), the
 sites already done are built in a thread and a writer thread starts writing them; the rest are
 built when the probing ends (``_Assembly``). Within a chunk the writer writes each part (the
 state upserts first, then the results) while the next is being made. The ``early build``
