@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from core.settings import Settings
 from db.cluster import EmbeddedCluster
 from db.migrate import upgrade
 from results.batch import RoundBatch, RoundRecord
-from results.rounds import run_round
+from results.rounds import RoundSummary, run_round
 from results.spool import flush_spool, pending_rounds, spool_round
 from tests.probes import http_servers as srv
-from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv
+from tests.results.lab_sites import insert_sites, round_counts, write_lab_csv, writer_has_written
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +129,78 @@ def test_full_spool_refuses_new_rounds_and_says_so(
     assert spool_round(settings, batch(3)) is None
     assert "Spool full" in caplog.text and "NOT kept" in caplog.text
     assert [p.name[:15] for p in pending_rounds(settings)] == ["20310101T000100", "20310101T000200"]
+
+
+def test_a_round_whose_early_sites_were_being_written_when_the_database_went_down_is_spooled_whole(
+    private_cluster: EmbeddedCluster, tmp_path: Path
+) -> None:
+    # Two sites have only a web server, which answers at once: they are built and written
+    # while the other two wait out an SNMP agent that never answers. The database goes down
+    # with that first chunk written but not committed; the whole round is spooled, then
+    # written once, every site in it.
+    engine = make_engine(private_cluster.url())
+    settings = Settings(
+        database_url=private_cluster.url(),
+        var_dir=tmp_path / "var",
+        snmp_timeout=3.0,
+        probe_retries=0,
+    )
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # reads nothing, answers nothing
+    mute.bind(("0.0.0.0", 0))  # every 127.x.y.z the sites use
+    try:
+        with srv.raw_server(srv.close_delimited) as (host, port):
+            rows = write_lab_csv(
+                tmp_path / "s.csv",
+                4,
+                snmp_port=mute.getsockname()[1],
+                http_port=port,
+                https_port=1,
+            )
+            for row in rows:
+                row["http_url"] = f"http://{host}:{port}/"
+            insert_sites(engine, rows)
+            web_only = [rows[0]["site_key"], rows[1]["site_key"]]
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE sites SET mgmt_ip = NULL WHERE site_key = ANY(:k)"),
+                    {"k": web_only},
+                )
+            result: dict[str, object] = {}
+            worker = threading.Thread(
+                target=lambda: result.setdefault("s", run_round(engine, settings))
+            )
+            worker.start()
+            deadline = time.monotonic() + 20
+            while not writer_has_written(engine, "site_status"):
+                assert time.monotonic() < deadline, "the early sites were not being written"
+                assert worker.is_alive(), result
+                time.sleep(0.02)
+            private_cluster.stop()
+            worker.join(60)
+        summary = result["s"]
+        assert isinstance(summary, RoundSummary)
+        assert summary.spooled and not summary.written and not summary.lost
+        assert summary.phases["early build"] > 0 and summary.sites == 4
+
+        private_cluster.start()
+        report = flush_spool(engine, settings)
+        assert (report.written, report.remaining) == (1, 0)
+        assert round_counts(engine) == (1, 6, 4)  # 2 web-only results, 2 × 2 for the others
+        with engine.connect() as conn:
+            states: dict[str, str] = dict(
+                conn.execute(
+                    text(
+                        "SELECT s.site_key, st.state FROM site_status st "
+                        "JOIN sites s ON s.id = st.site_id"
+                    )
+                ).all()
+            )
+        assert states == {
+            rows[0]["site_key"]: "up",
+            rows[1]["site_key"]: "up",
+            rows[2]["site_key"]: "degraded",  # SNMP silent, web server fine
+            rows[3]["site_key"]: "degraded",
+        }
+    finally:
+        mute.close()
+        engine.dispose()
