@@ -333,14 +333,8 @@ def build_round_batch(
     ``PART_NAMES`` order); a caller that hands ``parts`` to a writer fails them if this raises.
     """
     rid = str(round_id)
-    totals = ChunkTotals()
-    for _, o in snmp:
-        totals.first_ts = o.ts if totals.first_ts is None else min(totals.first_ts, o.ts)
-        totals.last_ts = o.ts if totals.last_ts is None else max(totals.last_ts, o.ts)
-    for _, h in http:
-        totals.first_ts = h.ts if totals.first_ts is None else min(totals.first_ts, h.ts)
-        totals.last_ts = h.ts if totals.last_ts is None else max(totals.last_ts, h.ts)
-    first_day, last_day = totals.days(finished_at)
+    first_ts, last_ts = stamp_range(snmp, http)
+    first_day, last_day = ChunkTotals(first_ts=first_ts, last_ts=last_ts).days(finished_at)
     if parts is not None:
         parts.give("head", (rid, first_day, last_day))
     rows, totals = build_chunk(
@@ -362,6 +356,14 @@ def build_round_batch(
     if parts is not None:
         parts.give("round", record)
     return RoundBatch(round=record, first_day=first_day, last_day=last_day, **vars(rows))
+
+
+def stamp_range(
+    snmp: Sequence[tuple[int, SnmpOutcome]], http: Sequence[tuple[int, HttpOutcome]]
+) -> tuple[datetime | None, datetime | None]:
+    """The earliest and latest time of these outcomes (None, None when there are none)."""
+    stamps = [o.ts for _, o in snmp] + [h.ts for _, h in http]
+    return (min(stamps), max(stamps)) if stamps else (None, None)
 
 
 def round_record(
@@ -604,7 +606,7 @@ def build_chunk(
         parts.give("http_rows", http_rows)
 
     counts = np.bincount(state_codes, minlength=4).tolist()
-    stamps = [o.ts for _, o in snmp] + [h.ts for _, h in http]
+    first_ts, last_ts = stamp_range(snmp, http)
     totals = ChunkTotals(
         sites=sum(1 for a, b in zip(snmp_of, http_of, strict=True) if a >= 0 or b >= 0),
         snmp_probes=len(snmp),
@@ -615,8 +617,8 @@ def build_chunk(
         latencies=latencies,
         errors=errors,
         rate_statuses=status_counts,
-        first_ts=min(stamps) if stamps else None,
-        last_ts=max(stamps) if stamps else None,
+        first_ts=first_ts,
+        last_ts=last_ts,
     )
     rows = ChunkRows(counter_rows, reboot_rows, status_rows, snmp_rows, http_rows)
     return rows, totals
