@@ -81,13 +81,19 @@ class LabHandler(BaseHTTPRequestHandler):
             self._send(404, b"not found")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of concurrent probes overflows it, the
+    # kernel drops their SYNs, and the client's retransmission comes after its timeout.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def stdlib_server(
     host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
 ) -> Iterator[tuple[str, int]]:
     """Run ``LabHandler`` on ``host`` (optionally behind TLS); yield (host, port)."""
-    server = ThreadingHTTPServer((host, 0), LabHandler)
-    server.daemon_threads = True
+    server = _Server((host, 0), LabHandler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
