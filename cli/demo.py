@@ -56,6 +56,7 @@ class DemoRun:
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     started_database: bool = False
     started_lab: bool = False
+    lab_ca_file: str | None = None  # the lab's CA, which the demo's probers must trust
 
     def step(self, name: str, func: Callable[[], T]) -> T:
         """Run one step, print its title and record its duration."""
@@ -101,10 +102,15 @@ class DemoRun:
             EmbeddedCluster(self.cfg).stop()
 
 
-def _child_env(cfg: Settings, url: str, **extra: str) -> dict[str, str]:
+def _child_env(run: DemoRun, url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["CONECTADO_DATABASE_URL"] = url  # children must not each manage the cluster
-    env["CONECTADO_HOME"] = str(cfg.home)
+    env["CONECTADO_HOME"] = str(run.cfg.home)
+    if run.lab_ca_file is not None:
+        # The lab's https sites are signed by the lab's own CA: without it every one of them
+        # would fail as "unable to get local issuer certificate" in the scheduler's rounds
+        # and in the pages' "Probe now".
+        env["CONECTADO_HTTP_CA_FILE"] = run.lab_ca_file
     env.update(extra)
     return env
 
@@ -486,6 +492,7 @@ def _demo(
             stop_lab(cfg)
             state = start_lab(cfg, inventory)
             run.started_lab = True
+            run.lab_ca_file = state.ca_file
             console.print(f"lab agents answer for {state.sites:,} sites")
 
         run.step("Lab agents (simulated SNMP and HTTP devices)", lab)
@@ -499,7 +506,7 @@ def _demo(
             proc = run.spawn(
                 "scheduler",
                 [_conectado(), "scheduler", "run", "--interval", str(interval)],
-                _child_env(cfg, url, CONECTADO_PROBE_INTERVAL=str(interval)),
+                _child_env(run, url, CONECTADO_PROBE_INTERVAL=str(interval)),
             )
             if earlier is None:
                 _wait_first_round(eng, since, total, interval * 3 + 120, proc, log)
@@ -528,7 +535,7 @@ def _demo(
         api_proc = run.spawn(
             "api",
             [_conectado(), "serve", "--host", cfg.api_host, "--port", str(api_port)],
-            _child_env(cfg, url),
+            _child_env(run, url),
         )
 
         maps = run.step("Coverage and maps", lambda: _coverage_and_maps(run, eng))

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from core.settings import PROJECT_ROOT
@@ -76,6 +77,23 @@ def _check_served(out: str, port: int) -> None:
     assert status == 200
 
 
+def _check_lab_tls_trusted(db_url: str) -> None:
+    """The scheduler trusts the lab's CA: healthy https sites are up, and only the lab's own
+    certificate faults (expired, wrong host) fail TLS, never an unknown issuer."""
+    with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(
+            """
+            SELECT count(*) FILTER (WHERE st.http_ok),
+                   count(*) FILTER (WHERE st.http_error LIKE '%unable to get local issuer%')
+            FROM sites s JOIN site_status st ON st.site_id = s.id
+            WHERE s.http_url LIKE 'https:%'
+            """
+        ).fetchone()
+    assert rows is not None
+    https_ok, unknown_issuer = rows
+    assert https_ok > 0 and unknown_issuer == 0, (https_ok, unknown_issuer)
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: Path) -> None:
     port = free_port(18700)
@@ -93,6 +111,7 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: 
         for name in ("coverage", "health"):
             assert (tmp_path / "maps" / f"{name}.html").stat().st_size > 10_000, name
         assert "Sites probed in the first round" in out
+        _check_lab_tls_trusted(db_url)
     finally:
         _stop_demo(proc, out)
 
