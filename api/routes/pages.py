@@ -23,6 +23,7 @@ from sqlalchemy import text
 from api.auth import Permission, Principal, authenticate_token, create_session, end_session
 from api.charts import format_bps, series_svg
 from api.deps import SESSION_COOKIE, Conn, SettingsDep, optional_caller
+from api.display import format_when, incident_cause
 from api.queries.card import Period, site_card_json
 from api.queries.status import SummaryDimension, state_counts, status_summary
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
@@ -30,6 +31,8 @@ from results.incidents import list_incidents
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 TEMPLATES.env.filters["bps"] = format_bps
+TEMPLATES.env.filters["when"] = format_when
+TEMPLATES.env.filters["cause"] = incident_cause
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -17,7 +19,8 @@ def login(client: TestClient, token: str, next_: str = "/") -> None:
 def test_pages_need_a_session(client: TestClient) -> None:
     r = client.get("/sites/TST00001", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fsites%2FTST00001"
-    assert "API key" in client.get("/login").text
+    login_page = client.get("/login").text
+    assert "API key" in login_page and "logged in for 12 hours" in login_page
     r = client.post("/login", data={"key": "cnk_nope"})
     assert r.status_code == 401 and "not valid" in r.text
 
@@ -28,10 +31,17 @@ def test_dashboard_site_and_coverage_pages(
     login(client, role_keys[Role.VIEWER], "/sites/TST00001")
     page = client.get("/").text
     assert "Open incidents" in page and "/maps/health" in page
+    assert "failed rounds in a row" in page  # the seeded down sites' incidents, in words
+    assert re.search(r"Last probe round [\d-]+ [\d:]+ UTC \([^)]+\):|No probe round yet", page)
     assert "Acknowledge" not in page  # a viewer cannot acknowledge
     site = client.get("/sites/TST00001").text
     assert "TST00001" in site and "<svg" in site and "Nearby sites" in site
     assert "cannot run live probes" in site
+    # times read to the minute with how long ago (seeded: state 3 h ago, last probe 2 min ago)
+    since = r"(up|degraded|down) since \d{4}-\d\d-\d\d \d\d:\d\d UTC \(3\.\d h ago\)"
+    assert re.search(since, site)
+    assert re.search(r"<dt>Last probe</dt><dd>[\d-]+ [\d:]+ UTC \(\d+ min ago\)</dd>", site)
+    assert not re.search(r"\d\dT\d\d:\d\d", site), "a raw ISO timestamp on the page"
     assert not any(secret in site for secret in SECRETS)
     assert client.get("/sites/NOPE").status_code == 404
     assert client.get("/coverage").status_code == 403

@@ -1,0 +1,44 @@
+"""How the pages show times: to the minute in UTC, with how long ago (the maps' popups agree)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def ago(minutes: float) -> str:
+    """How long ago ``minutes`` is, in the maps' words: "just now", "12 min ago", "3.0 h ago"."""
+    if minutes < 1:
+        return "just now"
+    if minutes < 90:
+        return f"{round(minutes)} min ago"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h ago"
+    return f"{round(minutes / 1440)} days ago"
+
+
+def format_when(value: str | datetime | None, now: datetime | None = None) -> str:
+    """``value`` (ISO text or an aware datetime) as "2026-12-07 12:59 UTC (3 min ago)"; "—" if None.
+
+    A time ahead of ``now`` (clock skew between hosts) is shown without the "ago" part.
+    """
+    if value is None or value == "":
+        return "—"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    shown = when.strftime("%Y-%m-%d %H:%M UTC")
+    minutes = ((now or datetime.now(UTC)) - when).total_seconds() / 60
+    return shown if minutes < 0 else f"{shown} ({ago(minutes)})"
+
+
+_CAUSES = {
+    "failures": "failed rounds in a row",
+    "flapping": "flapping",
+    "municipal_outage": "municipal outage",
+}
+
+
+def incident_cause(cause: str) -> str:
+    """An incident's cause (results.incidents) in operators' words; unknown causes as they are."""
+    return _CAUSES.get(cause, cause)
