@@ -9,6 +9,7 @@ Ctrl-C stops them all cleanly and each can be looked at on its own (logs in var/
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -424,6 +425,33 @@ def _interrupts_as_exceptions() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _the_only_demo(root: Path) -> Iterator[None]:
+    """Hold ``root``/demo.lock while this demo runs and stops, or fail if another holds it.
+
+    Two demos on one folder would fight: the second restarts the first's lab agents and
+    takes over its database and files. The lock is the process's own (an open file, not
+    inherited by the children), so a crash releases it.
+    """
+    path = root / "demo.lock"
+    with path.open("a+") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.seek(0)
+            pid = held.read().strip() or "?"
+            raise SetupError(
+                f"another `conectado demo` (pid {pid}) is running, or still stopping, with "
+                f"{root.parent} as its folder. Stop it (Ctrl-C in its terminal) and wait for "
+                "its 'Stopped.', or give this demo another folder with CONECTADO_VAR_DIR."
+            ) from None
+        held.seek(0)
+        held.truncate()
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        yield
+
+
 @friendly_errors
 def demo(
     sites: int = typer.Option(101_322, "--sites", min=10, help="Lab inventory size."),
@@ -441,7 +469,7 @@ def demo(
     root = cfg.path(cfg.var_dir) / "demo"
     root.mkdir(parents=True, exist_ok=True)
     run = DemoRun(cfg=cfg, root=root)
-    with _interrupts_as_exceptions():
+    with _the_only_demo(root), _interrupts_as_exceptions():
         try:
             _demo(
                 run,

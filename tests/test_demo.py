@@ -94,6 +94,27 @@ def _check_lab_tls_trusted(db_url: str) -> None:
     assert https_ok > 0 and unknown_issuer == 0, (https_ok, unknown_issuer)
 
 
+def _check_second_demo_refused(env: dict[str, str], port: int) -> None:
+    """A second demo on the same folder stops at once, saying why, and the first one goes on
+    serving with its lab agents untouched."""
+    lab_state = Path(env["CONECTADO_VAR_DIR"]) / "lab" / "lab.json"
+    agents_before = lab_state.read_text()
+    second = subprocess.run(
+        [CONECTADO, "demo", "--sites", "2000", "--interval", "10", "--port", str(port + 1)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = second.stdout + second.stderr
+    assert second.returncode != 0, said[-3000:]
+    assert "another `conectado demo` (pid" in said and "CONECTADO_VAR_DIR" in said, said[-3000:]
+    assert lab_state.read_text() == agents_before
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=20) as resp:
+        assert resp.status == 200
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: Path) -> None:
     port = free_port(18700)
@@ -112,6 +133,7 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: 
             assert (tmp_path / "maps" / f"{name}.html").stat().st_size > 10_000, name
         assert "Sites probed in the first round" in out
         _check_lab_tls_trusted(db_url)
+        _check_second_demo_refused(env, port)
     finally:
         _stop_demo(proc, out)
 
