@@ -196,6 +196,23 @@ def default_lab_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def port_in_use(kind: socket.SocketKind, port: int) -> bool:
+    """True when another socket already holds ``port`` (TCP listener or bound UDP socket).
+
+    The agents bind with SO_REUSEPORT so that their workers share a port; that would also let
+    them share it, silently, with another lab (a second demo, a test run): each would then get
+    half of the other's probes. A probe bind without SO_REUSEPORT fails on any holder.
+    """
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no holder
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
 def start_lab(
     settings: Settings,
     sites_file: Path,
@@ -235,6 +252,20 @@ def start_lab(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ca_file=str(paths.ca_file),
     )
+    wanted = []
+    if "snmp" in kinds:
+        wanted.append(("SNMP", socket.SOCK_DGRAM, snmp_port, "udp"))
+    if "http" in kinds:
+        wanted += [("HTTP", socket.SOCK_STREAM, http_port, "tcp")]
+        wanted += [("HTTPS", socket.SOCK_STREAM, https_port, "tcp")] if https_port else []
+    for what, kind, port, proto in wanted:
+        if port_in_use(kind, port):
+            raise Conflict(
+                f"The lab's {what} port {port}/{proto} is already in use by another program "
+                "(another Conectado lab, from a demo or a test run?). The lab inventory's "
+                f"addresses name this port, so the lab cannot move. See who holds it with "
+                f"`ss -lnp{'u' if proto == 'udp' else 't'} 'sport = :{port}'` and stop it."
+            )
     http_workers = http_workers or default_lab_workers()
     snmp_workers = snmp_workers or default_lab_workers()
     common = ["--sites", str(sites_file)]

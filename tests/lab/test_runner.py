@@ -27,6 +27,35 @@ def free_port(kind: int) -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM])
+def test_a_port_held_by_another_lab_is_refused_not_shared(
+    tmp_path: Path, kind: socket.SocketKind
+) -> None:
+    """Another program holding a lab port with SO_REUSEPORT (as a second lab's agents do)
+    would silently get half of the probes: the lab refuses to start and names the port."""
+    settings = Settings(var_dir=tmp_path / "var")
+    snmp_port = free_port(socket.SOCK_DGRAM)
+    http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    write_lab_csv(
+        tmp_path / "lab.csv", 20, snmp_port=snmp_port, http_port=http_port, https_port=https_port
+    )
+    held = snmp_port if kind == socket.SOCK_DGRAM else https_port
+    with socket.socket(socket.AF_INET, kind) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("0.0.0.0", held))
+        if kind == socket.SOCK_STREAM:
+            other.listen()
+        with pytest.raises(Conflict, match=f"port {held}/(udp|tcp) is already in use"):
+            start_lab(
+                settings,
+                tmp_path / "lab.csv",
+                snmp_port=snmp_port,
+                http_port=http_port,
+                https_port=https_port,
+            )
+    assert lab_status(settings) is None  # nothing was started
+
+
 def test_start_status_stop(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var")
     snmp_port = free_port(socket.SOCK_DGRAM)
@@ -98,21 +127,21 @@ def test_bad_inventory_is_refused_before_anything_starts(tmp_path: Path) -> None
 
 def test_an_agent_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var")
-    write_lab_csv(tmp_path / "lab.csv", 5, snmp_port=1, http_port=1, https_port=1)
-    with socket.socket() as taken:  # the HTTP port is taken by someone else
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(SetupError, match=r"exited at start|did not answer") as info:
-            start_lab(
-                settings,
-                tmp_path / "lab.csv",
-                kinds=("http",),
-                http_port=port,
-                https_port=free_port(socket.SOCK_STREAM),
-                wait_s=20,
-            )
-    assert "Address already in use" in str(info.value) or "did not answer" in str(info.value)
+    http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    write_lab_csv(tmp_path / "lab.csv", 5, snmp_port=1, http_port=http_port, https_port=https_port)
+    # The HTTP agent keeps its CA in var/lab/tls: a file in that place kills it at start.
+    (tmp_path / "var" / "lab").mkdir(parents=True)
+    (tmp_path / "var" / "lab" / "tls").write_text("not a directory")
+    with pytest.raises(SetupError, match=r"exited at start|did not answer") as info:
+        start_lab(
+            settings,
+            tmp_path / "lab.csv",
+            kinds=("http",),
+            http_port=http_port,
+            https_port=https_port,
+            wait_s=20,
+        )
+    assert "File exists" in str(info.value) or "did not answer" in str(info.value)
     state = lab_status(settings)
     assert state is None or not any(a.alive for a in state.agents)
     assert os.path.exists(tmp_path / "var" / "lab" / "http_agent.log")
