@@ -194,10 +194,24 @@ def rollup_run(
 # -- incidents ------------------------------------------------------------------------------
 
 
+def short_error(last_error: str | None) -> str:
+    """Each problem of a ``last_error`` ("snmp timeout: no answer …; http refused: …") by its
+    kind and class ("snmp timeout; http refused"), keeping a detail short enough to read at a
+    glance ("http http_status: HTTP status 503"). `incidents show` has the whole text."""
+    if not last_error:
+        return ""
+    parts = []
+    for problem in last_error.split("; "):
+        head, sep, detail = problem.partition(": ")
+        parts.append(problem if not sep or len(detail) <= 20 else head)
+    return "; ".join(parts)
+
+
 def _incident_table(rows: list[Incident], title: str) -> Table:
     table = Table(title=title)
-    for col in ("id", "what", "cause", "started (UTC)", "status", "duration", "ack", "error"):
+    for col in ("id", "what", "cause", "started (UTC)", "status", "duration", "ack"):
         table.add_column(col)
+    table.add_column("error", overflow="fold")
     for i in rows:
         if i.kind == "municipality":
             what = f"{i.municipality} ({i.mun_cvegeo}): {i.sites_down}/{i.sites_total} sites"
@@ -214,7 +228,7 @@ def _incident_table(rows: list[Incident], title: str) -> Table:
             i.status if i.status == "open" else f"closed: {i.close_reason}",
             _duration(duration),
             i.acknowledged_by or "",
-            (i.last_error or "")[:30],
+            short_error(i.last_error),
         )
     return table
 
