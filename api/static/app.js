@@ -20,6 +20,11 @@ function bps(value) {
   return `${value.toFixed(1)} ${units[i]}`;
 }
 
+// The same clock as the rest of the pages: UTC, "2026-12-07 13:22:23 UTC".
+function utcTime(iso) {
+  return `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
 function row(label, value) {
   const tr = document.createElement("tr");
   const th = document.createElement("th");
@@ -61,7 +66,7 @@ async function probeNow(button) {
     badge.id = "probe-state";
     badge.textContent = r.state;
     const title = document.createElement("p");
-    title.append("Live result: ", badge, ` in ${fmt(r.duration_ms, "ms")} at ${new Date(r.probed_at).toLocaleString()}`);
+    title.append("Live result: ", badge, ` in ${fmt(r.duration_ms, "ms")} at ${utcTime(r.probed_at)}`);
     const table = document.createElement("table");
     if (r.snmp) {
       table.append(

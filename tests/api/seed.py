@@ -83,7 +83,7 @@ def seed_sites(conn: Connection, count: int = 120) -> None:
             """
             INSERT INTO site_status (site_id, state, state_since, last_probe_at, last_ok_at,
                 last_failure_at, last_error, consecutive_failures, latency_ms, in_bps, out_bps,
-                snmp_ok, http_ok, http_status, oper_status)
+                rates_at, snmp_ok, http_ok, http_status, oper_status)
             SELECT s.id, st.state, now() - interval '3 hours', now() - interval '2 minutes',
                    CASE WHEN st.state = 'down' THEN now() - interval '3 hours'
                         ELSE now() - interval '2 minutes' END,
@@ -93,6 +93,7 @@ def seed_sites(conn: Connection, count: int = 120) -> None:
                    CASE WHEN st.state = 'down' THEN NULL ELSE 12.5 + s.id % 7 END,
                    CASE WHEN st.state = 'down' THEN NULL ELSE 4e6 + s.id * 1000 END,
                    CASE WHEN st.state = 'down' THEN NULL ELSE 1e6 + s.id * 100 END,
+                   CASE WHEN st.state = 'down' THEN NULL ELSE now() - interval '2 minutes' END,
                    st.state <> 'down', st.state = 'up',
                    CASE WHEN st.state = 'up' THEN 200 END,
                    CASE WHEN st.state = 'degraded' THEN 2 ELSE 1 END

@@ -7,6 +7,7 @@ and a desktop viewport. Screenshots go to var/screenshots/. No request may leave
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -104,6 +105,7 @@ def test_technician_probes_a_lab_site_from_a_phone(
             assert page.inner_text("#probe-state") == "up"
             result = page.inner_text("#probe-result")
             assert "SNMP" in result and "ok" in result and "HTTP" in result and "200" in result
+            assert re.search(r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", result), result
             page.screenshot(path=str(SHOTS / "api-site-probe-phone.png"), full_page=True)
 
             page.goto(server + "/")

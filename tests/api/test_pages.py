@@ -42,6 +42,7 @@ def test_dashboard_site_and_coverage_pages(
     assert re.search(since, site)
     assert re.search(r"<dt>Last probe</dt><dd>[\d-]+ [\d:]+ UTC \(\d+ min ago\)</dd>", site)
     assert not re.search(r"\d\dT\d\d:\d\d", site), "a raw ISO timestamp on the page"
+    assert re.search(r"Mbit/s\s*<div class=\"muted\">measured [\d-]+ [\d:]+ UTC \(", site)
     assert not any(secret in site for secret in SECRETS)
     assert client.get("/sites/NOPE").status_code == 404
     assert client.get("/coverage").status_code == 403
