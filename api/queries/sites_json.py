@@ -56,7 +56,9 @@ def _item_sql(geojson: bool, with_distance: bool) -> str:
     item = (
         f"coalesce(d.props, {fallback}) || "
         + distance
-        + "',\"probe_state\":\"' || coalesce(st.state, 'unknown') || '\"}'"
+        + "',\"probe_state\":\"' || coalesce(st.state, 'unknown') || '\"'"
+        + " || ',\"probe_state_since\":' || coalesce(to_json(st.state_since)::text, 'null')"
+        + " || '}'"
     )
     if not geojson:
         return item
@@ -83,9 +85,10 @@ def page_json(
 ) -> JsonPage:
     """Return ``limit`` sites matching ``flt`` in the inventory's order, as JSON text.
 
-    Each item is the site's public fields plus ``probe_state`` (``unknown`` if never probed)
-    and ``distance_m`` when ``flt`` has a point; with ``geojson`` each item is a Feature whose
-    id is the site key. ``after_id`` continues a keyset page; ``offset`` skips rows (OGC).
+    Each item is the site's public fields plus ``probe_state`` (``unknown`` if never probed),
+    ``probe_state_since``, and ``distance_m`` when ``flt`` has a point; with ``geojson`` each
+    item is a Feature whose id is the site key. ``after_id`` continues a keyset page;
+    ``offset`` skips rows (OGC).
     """
     by_distance = flt.by_distance
     s = sites_table.c

@@ -23,6 +23,7 @@ from api.errors import PROBLEM_JSON
 from api.openapi import ref
 from api.params import ProviderNames, parse_floats, split_list
 from api.queries.card import Period, site_card_json
+from api.queries.probe_filter import ProbedSiteFilter
 from api.queries.sites_json import page_json
 from api.schemas import SiteCard
 from api.site_writes import create_site, import_report_json, retire_site, update_site
@@ -46,6 +47,9 @@ class SiteListItem(SitePublic):
 
     probe_state: Literal["up", "degraded", "down", "unknown"] = Field(
         description="Current state from the probes; unknown: never probed."
+    )
+    probe_state_since: datetime | None = Field(
+        description="Since when the site has been in probe_state; null if never probed."
     )
 
 
@@ -255,8 +259,10 @@ def filter_from_query(
     technology: list[str] | None,
     provider: list[str] | None,
     text: str | None,
+    probe_state: list[str] | None = None,
 ) -> SiteFilter:
-    """Build the inventory's SiteFilter from query parameters; bad values raise a 422."""
+    """Build the inventory's SiteFilter (with ``probe_state``, the search's ProbedSiteFilter)
+    from query parameters; bad values raise a 422."""
     fields: dict[str, Any] = {
         "bbox": parse_floats("bbox", bbox, 4, "min_lon,min_lat,max_lon,max_lat"),
         "near": parse_floats("near", near, 2, "lon,lat"),
@@ -269,9 +275,10 @@ def filter_from_query(
         "technology": split_list("technology", technology),
         "provider": split_list("provider", provider),
         "text": text,
+        "probe_state": split_list("probe_state", probe_state),
     }
     try:
-        return SiteFilter(**{k: v for k, v in fields.items() if v is not None})
+        return ProbedSiteFilter(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise RequestValidationError(
             [
@@ -332,6 +339,14 @@ def build_router(settings: Settings) -> APIRouter:
         text: Annotated[
             str | None, Query(description="Part of the name or key (near misses match).")
         ] = None,
+        probe_state: Annotated[
+            list[str] | None,
+            Query(
+                description="Current probe state: up, degraded, down or unknown (never "
+                "probed); repeat or comma-separate.",
+                examples=["down"],
+            ),
+        ] = None,
         after_id: Annotated[
             int | None, Query(ge=0, le=2**63 - 1, description="Continue after this id.")
         ] = None,
@@ -355,6 +370,7 @@ def build_router(settings: Settings) -> APIRouter:
             technology=technology,
             provider=provider,
             text=text,
+            probe_state=probe_state,
         )
         geojson = wants_geojson(request, f)
         engine: Engine = request.app.state.engine

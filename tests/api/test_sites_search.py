@@ -139,3 +139,51 @@ def test_cached_documents_give_the_same_answer_and_follow_changes(
     with seeded.begin() as conn:
         assert refresh_site_docs(conn) == 1
     assert client.get("/api/sites", params=params, headers=headers).json() == changed
+
+
+def test_search_by_current_probe_state_pages_through_exactly_those_sites(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    """Operators list what is down now (by provider, state...): the same sites PostGIS has in
+    that state, across pages, each with since when; unknown means never probed."""
+    headers = auth(role_keys[Role.VIEWER])
+    with seeded.connect() as conn:
+        expected = {
+            state: set(
+                conn.execute(
+                    text(
+                        "SELECT s.site_key FROM sites s LEFT JOIN site_status st "
+                        "ON st.site_id = s.id WHERE coalesce(st.state, 'unknown') = :state"
+                    ),
+                    {"state": state},
+                ).scalars()
+            )
+            for state in ("up", "degraded", "down", "unknown")
+        }
+    assert all(expected.values()), expected  # the seed has sites in every state
+
+    def keys(params: dict[str, str]) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = []
+        url: str | None = "/api/sites"
+        while url:
+            r = client.get(url, params=params if url == "/api/sites" else None, headers=headers)
+            assert r.status_code == 200, r.text
+            found += r.json()["data"]
+            url = r.json()["next"]
+        return found
+
+    down = keys({"probe_state": "down", "limit": "3"})
+    assert {s["site_key"] for s in down} == expected["down"]
+    assert all(s["probe_state"] == "down" and s["probe_state_since"] for s in down)
+    never = keys({"probe_state": "unknown"})
+    assert {s["site_key"] for s in never} == expected["unknown"]
+    assert all(s["probe_state_since"] is None for s in never)
+    both = keys({"probe_state": "degraded,down"})
+    assert {s["site_key"] for s in both} == expected["degraded"] | expected["down"]
+
+    provider = str(down[0]["provider"])
+    of_one = keys({"probe_state": "down", "provider": provider})
+    assert of_one and {s["provider"] for s in of_one} == {provider}
+
+    r = client.get("/api/sites", params={"probe_state": "sideways"}, headers=headers)
+    assert r.status_code == 422 and "probe_state" in r.text

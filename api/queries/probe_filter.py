@@ -1,0 +1,50 @@
+"""Site search by current probe state: the inventory's SiteFilter plus ``site_status``.
+
+The inventory (sites/) knows nothing of probes, so the condition on the probes' current state
+is added here, on the API's side of the one-way flow, by extending the filter's WHERE.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+from sqlalchemy import ColumnElement, and_, column, exists, or_, table
+
+from sites.filters import SiteFilter
+from sites.models import sites_table
+
+ProbeState = Literal["up", "degraded", "down", "unknown"]
+
+_site_status = table("site_status", column("site_id"), column("state"))
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ProbedSiteFilter(SiteFilter):
+    """A SiteFilter that can also ask for sites by current probe state (``unknown``: never
+    probed, as everywhere else in the API)."""
+
+    probe_state: Annotated[list[ProbeState], BeforeValidator(_as_list)] = Field(
+        default_factory=list
+    )
+
+    def where(self) -> ColumnElement[bool]:
+        """The inventory's condition AND the site's current state is one of ``probe_state``."""
+        base = super().where()
+        if not self.probe_state:
+            return base
+        st = _site_status.c
+        known = [s for s in self.probe_state if s != "unknown"]
+        wanted: list[ColumnElement[bool]] = []
+        if known:
+            wanted.append(exists().where(st.site_id == sites_table.c.id, st.state.in_(known)))
+        if "unknown" in self.probe_state:
+            wanted.append(
+                ~exists().where(
+                    st.site_id == sites_table.c.id, st.state.in_(["up", "degraded", "down"])
+                )
+            )
+        return and_(base, or_(*wanted))
