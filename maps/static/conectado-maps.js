@@ -135,17 +135,34 @@
   };
 
   /* A legend control; sections keyed by base-layer name follow the layer switcher. */
+  /* Narrower than this (a phone, the site page's frame), a map starts with its legend folded
+     and no popup open: both would cover the map the technician came to see. */
+  C.NARROW_PX = 520;
+  C.isNarrow = function (map) {
+    return map.getSize().x < C.NARROW_PX;
+  };
+
   C.legend = function (map, header, sections, initial) {
     var control = L.control({ position: "bottomright" });
     control.onAdd = function () {
       var div = L.DomUtil.create("div", "conectado-legend");
       L.DomEvent.disableClickPropagation(div);
       L.DomEvent.disableScrollPropagation(div);
-      var html = header ? '<div class="cx-legend-header">' + header + "</div>" : "";
+      var html = '<button type="button" class="cx-legend-toggle" aria-expanded="true">Legend</button>';
+      html += header ? '<div class="cx-legend-header">' + header + "</div>" : "";
       Object.keys(sections).forEach(function (name) {
         html += '<div class="cx-legend-section" data-layer="' + esc(name) + '">' + sections[name] + "</div>";
       });
       div.innerHTML = html;
+      var toggle = div.querySelector(".cx-legend-toggle");
+      control.fold = function (folded) {
+        L.DomUtil[folded ? "addClass" : "removeClass"](div, "cx-folded");
+        toggle.setAttribute("aria-expanded", folded ? "false" : "true");
+      };
+      L.DomEvent.on(toggle, "click", function () {
+        control.fold(!L.DomUtil.hasClass(div, "cx-folded"));
+      });
+      control.fold(C.isNarrow(map));
       control.show = function (name) {
         var parts = div.querySelectorAll(".cx-legend-section");
         for (var i = 0; i < parts.length; i++) {
@@ -298,13 +315,15 @@
     return group;
   };
 
-  /* The technician's site: a ring around it and its popup open. */
+  /* The technician's site: a ring around it, drawn above its neighbours, that opens the
+     site's popup when tapped (neighbours a few hundred metres away overlap it at first zoom);
+     on a wide map the popup starts open, on a narrow one it would cover the map. */
   C.focusSite = function (map, d, key) {
     var i = d.key.indexOf(key);
     if (i < 0) {
       return null;
     }
-    var pane = C.pane(map, "conectado-focus", 640, false);
+    var pane = C.pane(map, "conectado-focus", 640, true);
     var ll = [d.lat[i] / d.scale, d.lon[i] / d.scale];
     var ring = L.circleMarker(ll, {
       pane: pane,
@@ -312,13 +331,13 @@
       radius: 15,
       color: "#0b5394",
       weight: 3,
-      fill: false,
-      interactive: false,
+      fill: true,
+      fillOpacity: 0,
     }).addTo(map);
-    L.popup({ maxWidth: 320, autoClose: false, closeOnClick: false })
-      .setLatLng(ll)
-      .setContent(C.sitePopup(d, i))
-      .openOn(map);
+    ring.bindPopup(C.sitePopup(d, i), { maxWidth: 320, autoClose: false, closeOnClick: false });
+    if (!C.isNarrow(map)) {
+      ring.openPopup();
+    }
     return ring;
   };
 

@@ -242,3 +242,42 @@ def test_site_map_in_chromium_with_unreachable_tiles(
         assert max(data["dist"]) <= 10_000 and 0 in data["dist"]
     finally:
         opened.close()
+
+
+def test_site_map_on_a_phone_keeps_the_map_visible(
+    browser: Any, maps_engine: Engine, as_of: datetime, tmp_path: Path
+) -> None:
+    """At phone width (or in the site page's frame) the legend starts folded and no popup is
+    open, so the site and its ring are not covered; the legend unfolds on a tap, the site's
+    popup opens on a tap on the site."""
+    cfg = Settings(tile_url="", tile_attribution="none")
+    with maps_engine.connect() as conn:
+        key, lon, lat = conn.execute(
+            text(
+                "SELECT site_key, ST_X(geom), ST_Y(geom) FROM sites "
+                "WHERE mun_cvegeo = :k AND status = 'active' ORDER BY id LIMIT 1"
+            ),
+            {"k": KNOWN},
+        ).one()
+    html = render_site_map(maps_engine, cfg, key, as_of=as_of)
+    opened = open_map(browser, _write(tmp_path, "site-phone", html), viewport=(360, 640))
+    try:
+        page = opened.page
+        page.wait_for_timeout(300)
+        assert page.locator(".leaflet-popup").count() == 0
+        legend = page.locator(".conectado-legend")
+        assert not page.locator(".cx-legend-section").first.is_visible()
+        box = legend.bounding_box()
+        assert box is not None and box["width"] * box["height"] < 0.05 * 360 * 640
+        _screenshot(page, "site-phone")
+        page.click(".cx-legend-toggle")
+        assert key in legend.inner_text() and "10 km" in legend.inner_text()
+        page.click(".cx-legend-toggle")  # folds again
+        assert not page.locator(".cx-legend-section").first.is_visible()
+        page.mouse.click(*_mouse_at(page, float(lat), float(lon)))
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(state="visible", timeout=5000)
+        assert key in popup.inner_text()
+        _assert_offline(opened)
+    finally:
+        opened.close()
