@@ -58,6 +58,7 @@ def test_dashboard_site_and_coverage_pages(
     client.post("/api/coverage/runs", headers={"X-Requested-With": "conectado"})
     cov = client.get("/coverage").text
     assert "Uncovered municipalities" in cov and "/maps/coverage" in cov
+    assert "population within 5 km of a working site" in cov
 
     login(client, role_keys[Role.TECHNICIAN])
     assert "Acknowledge" in client.get("/").text
