@@ -59,6 +59,35 @@ from results.rollups import (
 
 log = logging.getLogger("conectado.scheduler")
 
+
+class StoppingSubmitFilter(logging.Filter):
+    """Rewords APScheduler 3's "Error submitting job" traceback when the cause is its own stop.
+
+    Its loop can hand a due job to the executor just after ``shutdown`` closed it (a known race,
+    agronholm/apscheduler#285 and #985). The job is not started, that one run is skipped and the
+    job keeps its next run time, as a run missed while stopped would be; nothing was begun, so
+    nothing is half-done. Any other submit error passes as is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Turn that one record into an INFO line without a traceback; keep every record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            isinstance(exc, RuntimeError)
+            and "after shutdown" in str(exc)
+            and str(record.msg).startswith("Error submitting job")
+            and isinstance(record.args, tuple)
+            and record.args
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = 'job "%s" not started: the scheduler is stopping'
+            record.args = (record.args[0],)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(StoppingSubmitFilter())
+
 PROBE_JOB_PREFIX = "probe-batch-"
 JOB_TABLE = "apscheduler_jobs"
 
