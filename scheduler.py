@@ -46,7 +46,6 @@ from results.batches import (
     RoundRunner,
     batch_count,
     batch_start_date,
-    batch_threads,
     run_batch,
 )
 from results.retention import apply_retention, ensure_partitions_ahead
@@ -259,7 +258,6 @@ class ConectadoScheduler:
         self.runner = runner or f"{socket.gethostname()}:{os.getpid()}"
         self.on_batch = on_batch
         self.batches = 0
-        self.threads = 0
         self._store_engine: Engine | None = None
         self._scheduler: BackgroundScheduler | None = None
 
@@ -274,14 +272,13 @@ class ConectadoScheduler:
             with self.engine.begin() as conn:
                 self.batches = batch_count(conn, self.settings)
                 ensure_partitions_ahead(conn, datetime.now(UTC).date())
-            self.threads = batch_threads(self.settings, self.batches)
             url = self.engine.url.render_as_string(hide_password=False)
             self._store_engine = make_engine(url, pool_size=2, application_name="conectado-jobs")
             sched = BackgroundScheduler(
                 jobstores={
                     "default": SQLAlchemyJobStore(engine=self._store_engine, tablename=JOB_TABLE)
                 },
-                executors={"default": ThreadPoolExecutor(self.threads)},
+                executors={"default": ThreadPoolExecutor(self.settings.scheduler_workers)},
                 job_defaults={"coalesce": True, "max_instances": 1},
                 timezone=UTC,
             )
@@ -294,11 +291,10 @@ class ConectadoScheduler:
             self._release()
             raise
         log.info(
-            "scheduler %s started: %d probe batches every %d s on %d threads, jobs in %s",
+            "scheduler %s started: %d probe batches every %d s, jobs in %s",
             self.runner,
             self.batches,
             self.settings.probe_interval,
-            self.threads,
             JOB_TABLE,
         )
 

@@ -12,7 +12,7 @@ from rich.table import Table
 import scheduler as sched
 from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
-from results.batches import batch_count, batch_threads, recent_batch_runs
+from results.batches import recent_batch_runs
 from results.incidents import (
     Incident,
     acknowledge_incident,
@@ -90,9 +90,7 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    with database(cfg, pool_size=1, migrate=True) as eng, eng.connect() as conn:
-        threads = batch_threads(cfg, batch_count(conn, cfg))  # each thread may hold a connection
-    with database(cfg, pool_size=threads + 2) as eng:
+    with database(cfg, pool_size=cfg.scheduler_workers + 2, migrate=True) as eng:
         code = sched.run_forever(eng, cfg)
     raise typer.Exit(code)
 

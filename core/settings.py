@@ -111,11 +111,7 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Municipalities with fewer active sites are never grouped."
     )
     scheduler_workers: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Threads that run scheduler jobs (batches, rollups), at least; more when "
-        "the batches of an interval could all run to their probe timeouts at once.",
+        default=4, ge=1, le=64, description="Threads that run scheduler jobs (batches, rollups)."
     )
     rollup_workers: int = Field(
         default=2,

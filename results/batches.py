@@ -124,20 +124,6 @@ def batch_count(conn: Connection, settings: Settings) -> int:
     return max(1, math.ceil(sites / SITES_PER_AUTO_BATCH))
 
 
-def batch_threads(settings: Settings, batches: int) -> int:
-    """Threads the scheduler needs so that no batch waits for one: at least the setting.
-
-    A batch's round lasts up to its slowest site's probes, every attempt timing out (SNMP and
-    HTTP run side by side), plus set-up and write; a batch that finds no free thread starts
-    late, and one later than its misfire grace is skipped. Sized for every batch of an
-    interval running that long, with a quarter to spare; the threads mostly wait on timeouts.
-    """
-    attempts = settings.probe_retries + 1
-    worst_s = max(settings.snmp_timeout, settings.http_timeout) * attempts + 2.0
-    needed = math.ceil(batches * worst_s / settings.probe_interval * 1.25)
-    return max(settings.scheduler_workers, needed)
-
-
 def _check(batch: int, batches: int) -> None:
     if batches < 1 or not 0 <= batch < batches:
         raise InvalidInput(f"batch {batch} is not within 0..{batches - 1}.")
