@@ -37,6 +37,7 @@ from core.settings import Settings
 from results.maintenance import SITES_IN_MAINTENANCE_SQL
 
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('conectado.incidents'))"
+TRY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtext('conectado.incidents'))"
 
 # Snapshot of what the steps need: the sites under maintenance, the flap counts, per
 # municipality how many probed active sites are down (all sites, one aggregate), and the state
@@ -251,9 +252,31 @@ class IncidentChanges:
 
 
 def evaluate_incidents(conn: Connection, settings: Settings, *, now: datetime) -> IncidentChanges:
-    """Open, close, mark and group incidents from the current site states, set-wise."""
+    """Open, close, mark and group incidents from the current site states, set-wise (waiting
+    for an evaluation that runs elsewhere to end first)."""
     if now.tzinfo is None:
         raise InvalidInput("now must carry a time zone (UTC).")
+    conn.execute(text(LOCK_SQL))
+    return _evaluate(conn, settings, now)
+
+
+def evaluate_incidents_unless_running(
+    conn: Connection, settings: Settings, *, now: datetime
+) -> IncidentChanges | None:
+    """As ``evaluate_incidents``, or None at once when another evaluation holds the lock.
+
+    Every evaluation reads the current state of every site, so one that starts after a batch's
+    results are committed covers that batch too: a batch that finds one running can leave its
+    results to the next, instead of queueing behind it (see results.batches).
+    """
+    if now.tzinfo is None:
+        raise InvalidInput("now must carry a time zone (UTC).")
+    if not conn.execute(text(TRY_LOCK_SQL)).scalar_one():
+        return None
+    return _evaluate(conn, settings, now)
+
+
+def _evaluate(conn: Connection, settings: Settings, now: datetime) -> IncidentChanges:
     params: dict[str, object] = {
         "now": now,
         "k": settings.incident_failures,
@@ -262,7 +285,6 @@ def evaluate_incidents(conn: Connection, settings: Settings, *, now: datetime) -
         "share": settings.municipal_outage_share,
         "min_sites": settings.municipal_outage_min_sites,
     }
-    conn.execute(text(LOCK_SQL))
     for statement in SNAPSHOT_SQL.split(";"):
         if statement.strip():
             conn.execute(text(statement), params)

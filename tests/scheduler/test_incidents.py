@@ -11,9 +11,11 @@ from sqlalchemy import Engine, text
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from results.incidents import (
+    LOCK_SQL,
     IncidentChanges,
     acknowledge_incident,
     evaluate_incidents,
+    evaluate_incidents_unless_running,
     get_incident,
     incident_members,
     list_incidents,
@@ -290,3 +292,27 @@ def test_retired_sites_close_their_incidents_and_acknowledgement(
     with engine.connect() as conn:
         assert get_incident(conn, inc.id).close_reason == "site_inactive"
         assert list_incidents(conn) == []
+
+
+def test_an_evaluation_running_elsewhere_is_not_waited_for_and_the_next_covers_the_round(
+    engine: Engine, cfg: Settings
+) -> None:
+    """A batch leaves its results to the next evaluation instead of queueing behind one: that
+    one reads every site's current state, so it opens what this round's failures call for."""
+    a = _sites(engine, 1, mun="14039")[0]
+    _bystanders(engine, 6, "14039")
+    for n in range(2):
+        _round(engine, cfg, n, {a: "down"})
+    with engine.begin() as conn:
+        record_round(conn, {a: "down"}, T0 + 2 * STEP)  # the third failure: opens at next eval
+    with engine.connect() as other:
+        other.execute(text(LOCK_SQL))  # an evaluation in progress elsewhere
+        began = datetime.now(UTC)
+        with engine.begin() as conn:
+            skipped = evaluate_incidents_unless_running(conn, cfg, now=T0 + 2 * STEP)
+        assert skipped is None
+        assert (datetime.now(UTC) - began).total_seconds() < 2  # did not wait for the lock
+        other.rollback()
+    with engine.begin() as conn:
+        changes = evaluate_incidents_unless_running(conn, cfg, now=T0 + 2 * STEP + STEP / 2)
+    assert changes is not None and changes.opened_site == 1

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, text
 import scheduler as sched
 from core.settings import Settings
 from results.batches import LOCK_CLASS, BatchRun, run_batch
-from results.incidents import incident_members, list_incidents
+from results.incidents import LOCK_SQL, incident_members, list_incidents
 from results.maintenance import add_window
 from results.rollups import rollup_hour, utc_hour
 from scheduler import ConectadoScheduler, default_probe, stored_jobs
@@ -184,6 +185,39 @@ def test_a_batch_held_by_another_process_is_skipped(
     assert (ran.outcome, ran.sites, again.outcome) == ("done", 2, "skipped_done")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one() == 1
+
+
+def test_a_batch_does_not_queue_behind_an_incident_evaluation_running_elsewhere(
+    lab: Lab, engine: Engine, settings: Settings
+) -> None:
+    """With several batches a batch leaves incidents to the next evaluation when one is running
+    (it covers this batch's results); a lone batch per interval waits for it instead."""
+    cfg = fast_settings(settings)
+    add_lab_sites(engine, lab.take(steady=2))
+    probe = default_probe(engine, cfg)
+    with engine.connect() as other:
+        other.execute(text(LOCK_SQL))  # an evaluation elsewhere, for the next 8 s
+        timer = threading.Timer(8.0, other.rollback)
+        timer.start()
+        began = time.monotonic()
+        left = run_batch(engine, cfg, batch=0, batches=2, probe=probe, runner="t")
+        took = time.monotonic() - began
+        timer.join()
+    assert took < 5, f"the batch waited {took:.1f} s for the evaluation"
+    assert (left.outcome, left.incidents, left.incidents_deferred) == ("done", None, True)
+    assert "incidents left to the next evaluation" in left.describe()
+
+    lone = fast_settings(settings, probe_batches=1)
+    with engine.connect() as other:
+        other.execute(text(LOCK_SQL))
+        timer = threading.Timer(1.5, other.rollback)
+        timer.start()
+        began = time.monotonic()
+        waited = run_batch(engine, lone, batch=0, batches=1, probe=probe, runner="t")
+        timer.join()
+    assert time.monotonic() - began >= 1.5
+    assert waited.outcome == "done" and waited.incidents is not None
+    assert not waited.incidents_deferred
 
 
 def _start(cfg: Settings, var_dir: Path, *args: str) -> subprocess.Popen[str]:
