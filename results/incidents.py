@@ -254,8 +254,6 @@ class IncidentChanges:
 def evaluate_incidents(conn: Connection, settings: Settings, *, now: datetime) -> IncidentChanges:
     """Open, close, mark and group incidents from the current site states, set-wise (waiting
     for an evaluation that runs elsewhere to end first)."""
-    if now.tzinfo is None:
-        raise InvalidInput("now must carry a time zone (UTC).")
     conn.execute(text(LOCK_SQL))
     return _evaluate(conn, settings, now)
 
@@ -269,14 +267,14 @@ def evaluate_incidents_unless_running(
     results are committed covers that batch too: a batch that finds one running can leave its
     results to the next, instead of queueing behind it (see results.batches).
     """
-    if now.tzinfo is None:
-        raise InvalidInput("now must carry a time zone (UTC).")
     if not conn.execute(text(TRY_LOCK_SQL)).scalar_one():
         return None
     return _evaluate(conn, settings, now)
 
 
 def _evaluate(conn: Connection, settings: Settings, now: datetime) -> IncidentChanges:
+    if now.tzinfo is None:
+        raise InvalidInput("now must carry a time zone (UTC).")
     params: dict[str, object] = {
         "now": now,
         "k": settings.incident_failures,

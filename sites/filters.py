@@ -23,7 +23,8 @@ MIN_TEXT = 2
 MAX_TEXT = 200
 
 
-def _as_list(value: Any) -> Any:
+def as_list(value: Any) -> Any:
+    """A filter field's value as a list: None → [], "a, b" → ["a", "b"], a list as it is."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -33,7 +34,7 @@ def _as_list(value: Any) -> Any:
 
 def _vocab_list(column: str) -> BeforeValidator:
     def convert(value: Any) -> Any:
-        items = _as_list(value)
+        items = as_list(value)
         if not isinstance(items, list | tuple):
             return items
         out: list[Any] = []
@@ -53,7 +54,7 @@ def _vocab_list(column: str) -> BeforeValidator:
 
 def _padded_codes(width: int, what: str) -> BeforeValidator:
     def convert(value: Any) -> Any:
-        items = _as_list(value)
+        items = as_list(value)
         if not isinstance(items, list | tuple):
             return items
         out: list[str] = []
@@ -93,10 +94,10 @@ class SiteFilter(BaseModel):
     category: Annotated[list[Category], _vocab_list("category")] = Field(default_factory=list)
     status: Annotated[list[Status], _vocab_list("status")] = Field(default_factory=list)
     technology: Annotated[list[Technology], _vocab_list("technology")] = Field(default_factory=list)
-    provider: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+    provider: Annotated[list[str], BeforeValidator(as_list)] = Field(
         default_factory=list, description="Provider names, compared without regard to case."
     )
-    site_key: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+    site_key: Annotated[list[str], BeforeValidator(as_list)] = Field(
         default_factory=list, description="Exact site keys."
     )
     text: str | None = Field(

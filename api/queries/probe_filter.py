@@ -6,12 +6,12 @@ is added here, on the API's side of the one-way flow, by extending the filter's 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 from sqlalchemy import ColumnElement, and_, column, exists, or_, table
 
-from sites.filters import SiteFilter
+from sites.filters import SiteFilter, as_list
 from sites.models import sites_table
 
 ProbeState = Literal["up", "degraded", "down", "unknown"]
@@ -19,17 +19,11 @@ ProbeState = Literal["up", "degraded", "down", "unknown"]
 _site_status = table("site_status", column("site_id"), column("state"))
 
 
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
 class ProbedSiteFilter(SiteFilter):
     """A SiteFilter that can also ask for sites by current probe state (``unknown``: never
     probed, as everywhere else in the API)."""
 
-    probe_state: Annotated[list[ProbeState], BeforeValidator(_as_list)] = Field(
-        default_factory=list
-    )
+    probe_state: Annotated[list[ProbeState], BeforeValidator(as_list)] = Field(default_factory=list)
 
     def where(self) -> ColumnElement[bool]:
         """The inventory's condition AND the site's current state is one of ``probe_state``."""
