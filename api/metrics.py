@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.queries.status import state_counts
+
 REQUESTS = Counter(
     "conectado_http_requests",
     "API requests answered, by method, route template and status code.",
@@ -63,17 +65,11 @@ def platform_metrics(conn: Connection) -> Iterator[Metric]:
 
     by_state = GaugeMetricFamily(
         "conectado_sites_probe_state",
-        "Non-retired sites by current probe state (unknown: never probed).",
+        "Non-retired sites by current state (unknown: probed, no result yet; unmonitored: "
+        "planned or suspended), every state present.",
         labels=["state"],
     )
-    rows = conn.execute(
-        text(
-            "SELECT coalesce(st.state, 'unknown') AS state, count(*) FROM sites s "
-            "LEFT JOIN site_status st ON st.site_id = s.id WHERE s.status <> 'retired' "
-            "GROUP BY 1 ORDER BY 1"
-        )
-    )
-    for state, count in rows:
+    for state, count in state_counts(conn).items():
         by_state.add_metric([state], count)
     yield by_state
 

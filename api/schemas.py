@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.queries.status import SummaryDimension
+from results.current import CurrentState
 from sites.schemas import SitePublic
 
 
@@ -34,12 +35,13 @@ MunicipalityCode = Annotated[
 
 
 class StateCounts(BaseModel):
-    """Non-retired sites by current probe state."""
+    """Non-retired sites by current state (results.current)."""
 
     up: int
     degraded: int
     down: int
-    unknown: int
+    unknown: int = Field(description="Probed sites (active, installed) with no result yet.")
+    unmonitored: int = Field(description="Planned and suspended sites: not probed.")
     total: int
 
 
@@ -53,6 +55,7 @@ class StatusGroupPublic(BaseModel):
     degraded: int
     down: int
     unknown: int
+    unmonitored: int
     up_pct: float | None = Field(description="Up share of probed sites, percent.")
 
 
@@ -156,7 +159,8 @@ class WindowUpdate(BaseModel):
 
 
 class CardStatus(BaseModel):
-    """What the last probes saw (``site_status``)."""
+    """What the last probes saw (``site_status``). For a site no longer probed (suspended) this
+    is history: the site's current state is ``SiteCard.state``."""
 
     state: Literal["up", "degraded", "down", "unknown"]
     state_since: datetime | None
@@ -240,7 +244,7 @@ class NearbySite(BaseModel):
     category: str
     provider: str | None
     technology: str | None
-    state: str
+    state: CurrentState
     distance_m: float
     lon: float
     lat: float
@@ -250,6 +254,10 @@ class SiteCard(BaseModel):
     """Everything a technician or operator wants to know about one site."""
 
     site: SitePublic
+    state: CurrentState = Field(
+        description="Current state: up, degraded, down, unknown (probed, no result yet) or "
+        "unmonitored (planned, suspended or retired: not probed)."
+    )
     status: CardStatus | None = Field(description="null: never probed.")
     in_maintenance: bool
     uptime: dict[Literal["24h", "7d", "30d"], Uptime]

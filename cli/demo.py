@@ -40,6 +40,7 @@ from lab.runner import start_lab, stop_lab
 from maps.coverage_map import render_coverage_map
 from maps.health_map import render_health_map
 from maps.site_map import render_site_map
+from results.current import probed_sql
 from sites.generator import generate_sites, write_sites_csv
 from sites.importer import ImportOptions, import_file
 
@@ -327,7 +328,7 @@ def national_figures(eng: Engine) -> NationalFigures:
                 text(
                     "SELECT coalesce(st.state, 'unknown'), count(*) FROM sites s "
                     "LEFT JOIN site_status st ON st.site_id = s.id "
-                    "WHERE s.status IN ('active', 'installed') GROUP BY 1"
+                    f"WHERE {probed_sql('s')} GROUP BY 1"
                 )
             )
             .tuples()
@@ -335,8 +336,9 @@ def national_figures(eng: Engine) -> NationalFigures:
         )
         uptime = conn.execute(
             text(
-                "SELECT 100.0 * count(*) FILTER (WHERE state = 'up') / nullif(count(*), 0) "
-                "FROM site_status WHERE state <> 'unknown'"
+                "SELECT 100.0 * count(*) FILTER (WHERE st.state = 'up') / nullif(count(*), 0) "
+                "FROM site_status st JOIN sites s ON s.id = st.site_id "
+                f"WHERE st.state <> 'unknown' AND {probed_sql('s')}"
             )
         ).scalar()
         cov = conn.execute(

@@ -71,7 +71,7 @@ def health(
         None, "--municipality", help="Only this municipality (CVEGEO); repeat."
     ),
 ) -> None:
-    """Every site coloured by status (up, degraded, down, unknown), clustered."""
+    """Every site coloured by its current state (up, degraded, down, unknown, unmonitored)."""
     cfg = settings()
     try:
         flt = SiteFilter(state=state or [], municipality=municipality or [])

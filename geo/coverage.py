@@ -7,7 +7,8 @@ Definitions (the README carries them too):
   the nearest municipality within 1 km (a point on a border: the lowest CVEGEO), so a site on
   a border counts once. Coverage itself ignores borders: a site covers localities on both sides.
 - *active*: ``sites.status = 'active'``.
-- *working*: with probe data (any ``site_status`` row with a ``last_probe_at``), a counted site
+- *working*: with probe data (any ``site_status`` row with a ``last_probe_at``), a probed site
+  (``active`` or ``installed``: a suspended connection serves no one, whatever it did before)
   whose ``site_status.last_ok_at`` is within ``working_hours`` (default 24) before ``as_of``;
   without probe data at all, the active sites. The run's ``basis`` says which (``probes`` or
   ``inventory``).
@@ -35,6 +36,7 @@ from sqlalchemy import Connection, Engine, text
 from core.errors import InvalidInput
 from core.progress import NullProgress, Progress
 from core.settings import Settings
+from results.current import probed_sql
 
 CATEGORIES = ("school", "health", "public_space", "community", "government", "research")
 
@@ -87,7 +89,7 @@ def _fill_working_sites(conn: Connection, basis: str, as_of: datetime, hours: fl
     if basis == "probes":
         where = (
             "JOIN site_status st ON st.site_id = s.id "
-            "WHERE s.status <> 'retired' AND st.last_ok_at >= CAST(:as_of AS timestamptz) "
+            f"WHERE {probed_sql('s')} AND st.last_ok_at >= CAST(:as_of AS timestamptz) "
             "- make_interval(secs => :hours * 3600)"
         )
     else:

@@ -12,7 +12,7 @@ from core.errors import NotFound
 from core.settings import Settings
 from maps.base import JsData, JsLayer, JsStatement, js_json, new_map, render_html
 from maps.boundaries import ensure_display_boundaries, states_geojson
-from maps.site_data import site_points
+from maps.site_data import STATUS_CODES, site_points
 from sites.filters import SiteFilter
 
 
@@ -53,7 +53,7 @@ def health_map(
     folium.LayerControl(collapsed=True, position="topright").add_to(fmap)
     scope = "all states" if not flt.state else "state " + ", ".join(flt.state)
     header = f"<h4>Site status now</h4>{escape(scope)} · {points.total:,} sites"
-    counts = [points.counts[k] for k in ("up", "degraded", "down", "unknown")]
+    counts = [points.counts[k] for k in STATUS_CODES]
     footer = "Clusters show their mix of states; click a site for details."
     JsStatement(
         f"conectado.legend({name}, {js_json(header)}, "

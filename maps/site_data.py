@@ -13,19 +13,19 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, insert, select, text
 
+from results.current import CURRENT_STATES, current_state_sql
 from sites.filters import SiteFilter
 from sites.models import sites_table
 from sites.vocabulary import CATEGORIES
 
-STATUS_CODES = ("up", "degraded", "down", "unknown")
+STATUS_CODES = CURRENT_STATES  # the code of a state is its index
 
 _selected = Table("map_selected_sites", MetaData(), Column("id", BigInteger, primary_key=True))
 
 _DATA_SQL = """
 WITH s AS (
     SELECT s.id, s.site_key, s.name, s.category, s.provider, s.mun_cvegeo, s.geom,
-           CASE COALESCE(st.state, 'unknown')
-                WHEN 'up' THEN 0 WHEN 'degraded' THEN 1 WHEN 'down' THEN 2 ELSE 3 END AS code,
+           array_position(CAST(:states AS text[]), {state}) - 1 AS code,
            st.last_ok_at
     FROM sites s
     JOIN map_selected_sites x ON x.id = s.id
@@ -94,6 +94,7 @@ SELECT json_build_object(
     count(*) FILTER (WHERE code = 1) AS degraded,
     count(*) FILTER (WHERE code = 2) AS down,
     count(*) FILTER (WHERE code = 3) AS unknown,
+    count(*) FILTER (WHERE code = 4) AS unmonitored,
     min(ST_Y(geom)) AS south, min(ST_X(geom)) AS west,
     max(ST_Y(geom)) AS north, max(ST_X(geom)) AS east
 FROM rows
@@ -160,12 +161,13 @@ def site_points(
     since, until = uptime_window(conn, moment)
     lon, lat = distance_from if distance_from is not None else (None, None)
     row = conn.execute(
-        text(_DATA_SQL),
+        text(_DATA_SQL.replace("{state}", current_state_sql("s", "st"))),
         {
             "as_of": moment,
             "since": since,
             "until": until,
             "cats": list(CATEGORIES),
+            "states": list(STATUS_CODES),
             "lon": lon,
             "lat": lat,
         },

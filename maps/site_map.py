@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from maps.base import JsData, JsLayer, JsStatement, js_json, new_map, render_html
-from maps.site_data import site_points
+from maps.site_data import STATUS_CODES, site_points
 from sites.filters import SiteFilter
 
 NEIGHBOUR_RADIUS_KM = 10.0
@@ -93,7 +93,7 @@ def site_map(
         f"<h4>{escape(site.name)}</h4><code>{escape(site.site_key)}</code> · {escape(place)}"
         f"<br>{points.total - 1} other sites within {radius_km:g} km"
     )
-    counts = [points.counts[k] for k in ("up", "degraded", "down", "unknown")]
+    counts = [points.counts[k] for k in STATUS_CODES]
     symbols = (
         '<div><span class="cx-line" style="border-color:#0b5394"></span>Municipality</div>'
         '<div><span class="cx-line" style="border-top-style:dashed;border-color:#444"></span>'

@@ -41,6 +41,7 @@ from probes.http import probe_http_many, probe_http_many_in_process
 from probes.model import HttpOutcome, HttpTarget, SnmpOutcome, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many
 from results.batch import BatchParts, ChunkRows, ChunkTotals, RoundBatch, build_chunk, round_record
+from results.current import PROBED_STATUSES
 from results.rates import CounterArrays
 from results.spool import FlushReport, flush_spool, spool_round
 from results.store import is_connection_error, write_parts
@@ -48,7 +49,6 @@ from results.store import is_connection_error, write_parts
 KINDS = frozenset({"snmp", "http"})
 # A site whose last answer took this long (or that failed) starts in the slow lane.
 SLOW_MS = 500.0
-PROBED_STATUSES = ("active", "installed")
 _T = TypeVar("_T")
 
 TARGETS_SQL = """

@@ -20,6 +20,8 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, text
 
+from results.current import current_state_sql
+
 NEARBY_KM = 10.0
 NEARBY_LIMIT = 10
 RECENT_LIMIT = 10
@@ -145,6 +147,7 @@ SELECT json_build_object(
             LEFT JOIN states e ON e.cve_ent = s.cve_ent
         ) x
     ),
+    'state', (SELECT {current} FROM s LEFT JOIN site_status st ON st.site_id = s.id),
     'status', (
         SELECT row_to_json(x) FROM (
             SELECT st.state, st.state_since, st.last_probe_at, st.last_ok_at,
@@ -203,7 +206,7 @@ SELECT json_build_object(
     'nearby', coalesce((
         SELECT json_agg(row_to_json(x) ORDER BY x.distance_m) FROM (
             SELECT n.site_key, n.name, n.category, n.provider, n.technology,
-                   coalesce(nst.state, 'unknown') AS state,
+                   {nearby_state} AS state,
                    round(ST_Distance(n.geom::geography, s.geom::geography)::numeric, 1)::float8
                        AS distance_m,
                    ST_X(n.geom) AS lon, ST_Y(n.geom) AS lat
@@ -225,7 +228,11 @@ FROM s
 
 def site_card_json(conn: Connection, site_key: str, *, period: Period = Period.H24) -> str | None:
     """Return the card of ``site_key`` as JSON text, or None if no site has that key."""
-    sql = _CARD_SQL.replace("{series}", _SERIES_SQL[period.source])
+    sql = (
+        _CARD_SQL.replace("{series}", _SERIES_SQL[period.source])
+        .replace("{current}", current_state_sql("s", "st"))
+        .replace("{nearby_state}", current_state_sql("n", "nst"))
+    )
     value = conn.execute(
         text(sql),
         {

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, literal_column
 from sqlalchemy.dialects import postgresql
 
+from results.current import current_state_sql, probed_sql
 from sites.filters import SiteFilter
 from sites.models import sites_table
 from sites.search import ordered_sites, select_sites
@@ -56,8 +57,9 @@ def _item_sql(geojson: bool, with_distance: bool) -> str:
     item = (
         f"coalesce(d.props, {fallback}) || "
         + distance
-        + "',\"probe_state\":\"' || coalesce(st.state, 'unknown') || '\"'"
-        + " || ',\"probe_state_since\":' || coalesce(to_json(st.state_since)::text, 'null')"
+        + f"',\"probe_state\":\"' || {current_state_sql('p', 'st')} || '\"'"
+        + " || ',\"probe_state_since\":' || "
+        + f"coalesce(to_json(CASE WHEN {probed_sql('p')} THEN st.state_since END)::text, 'null')"
         + " || '}'"
     )
     if not geojson:
@@ -85,14 +87,20 @@ def page_json(
 ) -> JsonPage:
     """Return ``limit`` sites matching ``flt`` in the inventory's order, as JSON text.
 
-    Each item is the site's public fields plus ``probe_state`` (``unknown`` if never probed),
-    ``probe_state_since``, and ``distance_m`` when ``flt`` has a point; with ``geojson`` each
-    item is a Feature whose id is the site key. ``after_id`` continues a keyset page;
-    ``offset`` skips rows (OGC).
+    Each item is the site's public fields plus ``probe_state`` (results.current's current
+    state) and ``probe_state_since``, and ``distance_m`` when ``flt`` has a point; with
+    ``geojson`` each item is a Feature whose id is the site key. ``after_id`` continues a
+    keyset page; ``offset`` skips rows (OGC).
     """
     by_distance = flt.by_distance
     s = sites_table.c
-    columns: list[Any] = [s.id, literal_column("sites.xmin").label("xmin"), s.site_key, s.geom]
+    columns: list[Any] = [
+        s.id,
+        literal_column("sites.xmin").label("xmin"),
+        s.site_key,
+        s.geom,
+        s.status,
+    ]
     distance = flt.distance()
     if distance is not None:
         columns.append(distance.label("distance_m"))

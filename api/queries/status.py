@@ -1,7 +1,8 @@
 """Current status counts and the operators' summary by state, provider, category or technology.
 
-"Current state" is ``site_status.state`` (up, degraded, down) and ``unknown`` for sites never
-probed; retired sites are left out of every count.
+"Current state" is results.current's: up, degraded or down as the probes last saw a probed site,
+``unknown`` for a probed site with no result yet, ``unmonitored`` for planned and suspended sites;
+retired sites are left out of every count.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, text
 
-STATES = ("up", "degraded", "down", "unknown")
+from results.current import CURRENT_STATES, current_state_sql
+
+STATES = CURRENT_STATES
+_STATE = current_state_sql("s", "st")
 
 
 class SummaryDimension(StrEnum):
@@ -35,6 +39,7 @@ class StatusGroup:
     degraded: int
     down: int
     unknown: int
+    unmonitored: int
 
     @property
     def up_pct(self) -> float | None:
@@ -66,10 +71,11 @@ def status_summary(
         text(
             f"""
             SELECT {key} AS key, min({name}) AS name, count(*) AS sites,
-                   count(*) FILTER (WHERE st.state = 'up') AS up,
-                   count(*) FILTER (WHERE st.state = 'degraded') AS degraded,
-                   count(*) FILTER (WHERE st.state = 'down') AS down,
-                   count(*) FILTER (WHERE st.state IS NULL OR st.state = 'unknown') AS unknown
+                   count(*) FILTER (WHERE {_STATE} = 'up') AS up,
+                   count(*) FILTER (WHERE {_STATE} = 'degraded') AS degraded,
+                   count(*) FILTER (WHERE {_STATE} = 'down') AS down,
+                   count(*) FILTER (WHERE {_STATE} = 'unknown') AS unknown,
+                   count(*) FILTER (WHERE {_STATE} = 'unmonitored') AS unmonitored
             FROM sites s
             LEFT JOIN site_status st ON st.site_id = s.id
             {join}
@@ -88,7 +94,7 @@ def state_counts(conn: Connection) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     rows = conn.execute(
         text(
-            "SELECT coalesce(st.state, 'unknown') AS state, count(*) AS n FROM sites s "
+            f"SELECT {_STATE} AS state, count(*) AS n FROM sites s "
             "LEFT JOIN site_status st ON st.site_id = s.id WHERE s.status <> 'retired' "
             "GROUP BY 1"
         )

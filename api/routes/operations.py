@@ -50,7 +50,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (≤ 1000).")
 
 @router.get("/status/counts", response_model=StateCounts, summary="Sites by current state")
 def get_state_counts(conn: Conn, caller: Reader) -> StateCounts:
-    """Return how many non-retired sites are up, degraded, down or never probed."""
+    """Return how many non-retired sites are up, degraded, down, not yet probed (unknown) or
+    not probed at all (unmonitored: planned or suspended)."""
     counts = state_counts(conn)
     return StateCounts(**counts, total=sum(counts.values()))
 
@@ -70,6 +71,7 @@ def get_status_summary(
         "degraded": sum(g.degraded for g in groups),
         "down": sum(g.down for g in groups),
         "unknown": sum(g.unknown for g in groups),
+        "unmonitored": sum(g.unmonitored for g in groups),
     }
     return StatusSummary(
         by=by,
@@ -83,6 +85,7 @@ def get_status_summary(
                 degraded=g.degraded,
                 down=g.down,
                 unknown=g.unknown,
+                unmonitored=g.unmonitored,
                 up_pct=g.up_pct,
             )
             for g in groups

@@ -147,6 +147,7 @@ def dashboard(request: Request, conn: Conn, caller: MaybeCaller) -> Response:
         "dashboard.html",
         caller,
         counts=counts,
+        states=list(counts),
         total=sum(counts.values()),
         incidents=incidents[:50],
         more_incidents=len(incidents) > 50,

@@ -29,7 +29,8 @@ from api.schemas import SiteCard
 from api.site_writes import create_site, import_report_json, retire_site, update_site
 from core.errors import Conflict, DataFileError, InvalidInput, NotFound
 from core.settings import Settings
-from results.rounds import PROBED_STATUSES, run_round
+from results.current import PROBED_STATUSES, CurrentState
+from results.rounds import run_round
 from sites.filters import SiteFilter
 from sites.history import site_history
 from sites.importer import ImportOptions, ImportReport, import_table
@@ -45,11 +46,13 @@ SiteKey = Annotated[str, PathParam(min_length=1, max_length=100, description="Th
 class SiteListItem(SitePublic):
     """A site in a search result, with its current probe state."""
 
-    probe_state: Literal["up", "degraded", "down", "unknown"] = Field(
-        description="Current state from the probes; unknown: never probed."
+    probe_state: CurrentState = Field(
+        description="Current state from the probes; unknown: probed but no result yet; "
+        "unmonitored: planned, suspended or retired (not probed)."
     )
     probe_state_since: datetime | None = Field(
-        description="Since when the site has been in probe_state; null if never probed."
+        description="Since when the site has been in probe_state; null if never probed or "
+        "unmonitored."
     )
 
 
@@ -342,8 +345,9 @@ def build_router(settings: Settings) -> APIRouter:
         probe_state: Annotated[
             list[str] | None,
             Query(
-                description="Current probe state: up, degraded, down or unknown (never "
-                "probed); repeat or comma-separate.",
+                description="Current probe state: up, degraded, down, unknown (probed, no "
+                "result yet) or unmonitored (planned, suspended, retired); repeat or "
+                "comma-separate.",
                 examples=["down"],
             ),
         ] = None,

@@ -182,8 +182,9 @@
 
   /* ------------------------------------------------------------------ health map ---- */
 
-  C.STATUS = ["up", "degraded", "down", "unknown"];
-  C.STATUS_COLORS = ["#1a9641", "#f29e2e", "#d7191c", "#8c8c8c"];
+  // Index = the state's code in the site data (maps/site_data.py STATUS_CODES).
+  C.STATUS = ["up", "degraded", "down", "unknown", "unmonitored"];
+  C.STATUS_COLORS = ["#1a9641", "#f29e2e", "#d7191c", "#8c8c8c", "#d9d9e3"];
 
   function ago(minutes) {
     if (minutes === null || minutes === undefined) {
@@ -224,14 +225,16 @@
 
   function clusterIcon(cluster) {
     var children = cluster.getAllChildMarkers();
-    var counts = [0, 0, 0, 0];
+    var counts = C.STATUS.map(function () {
+      return 0;
+    });
     for (var j = 0; j < children.length; j++) {
       counts[children[j].conectadoStatus]++;
     }
     var n = children.length;
     var start = 0;
     var stops = [];
-    for (var k = 0; k < 4; k++) {
+    for (var k = 0; k < counts.length; k++) {
       if (counts[k]) {
         var end = start + counts[k];
         stops.push(C.STATUS_COLORS[k] + " " + ((start / n) * 360).toFixed(1) + "deg " + ((end / n) * 360).toFixed(1) + "deg");
@@ -239,7 +242,11 @@
       }
     }
     var size = n < 100 ? 34 : n < 1000 ? 40 : n < 10000 ? 46 : 52;
-    var title = counts[0] + " up, " + counts[1] + " degraded, " + counts[2] + " down, " + counts[3] + " unknown";
+    var title = counts
+      .map(function (c, s) {
+        return c + " " + C.STATUS[s];
+      })
+      .join(", ");
     return L.divIcon({
       html: '<div class="cx-cluster" title="' + title + '" style="background:conic-gradient(' + stops.join(",") + ')"><span>' + n.toLocaleString("en-US") + "</span></div>",
       className: "cx-cluster-icon",
@@ -350,7 +357,7 @@
 
   C.statusLegend = function (counts) {
     var html = "<table>";
-    for (var k = 0; k < 4; k++) {
+    for (var k = 0; k < C.STATUS.length; k++) {
       html += '<tr><td><span class="cx-dot" style="background:' + C.STATUS_COLORS[k] + '"></span></td><td>' + C.STATUS[k] + '</td><td class="cx-num">' + fmtInt(counts[k]) + "</td></tr>";
     }
     return html + "</table>";

@@ -26,7 +26,11 @@ def site_key(i: int) -> str:
 
 
 def seed_sites(conn: Connection, count: int = 120) -> None:
-    """Insert ``count`` sites; i % 10 decides the state: 0–6 up, 7 degraded, 8 down, 9 none."""
+    """Insert ``count`` sites; i % 10 decides the state: 0–6 up, 7 degraded, 8 down, 9 none.
+
+    i % 40 = 39 is planned (no status), i % 40 = 18 suspended with the status it had before
+    (down: history, not a current state), the last one retired.
+    """
     conn.execute(
         text(
             """
@@ -44,6 +48,7 @@ def seed_sites(conn: Connection, count: int = 120) -> None:
                    (CAST(:techs AS text[]))[1 + l.i % 4],
                    20 + l.i % 5 * 10, 5 + l.i % 3,
                    CASE WHEN l.i % 40 = 39 THEN 'planned'
+                        WHEN l.i % 40 = 18 THEN 'suspended'
                         WHEN l.i = :count THEN 'retired' ELSE 'active' END,
                    DATE '2021-01-01' + l.i::int,
                    'Contacto ' || l.i, '55 5555 ' || lpad(l.i::text, 4, '0'), 'Pedir llave',

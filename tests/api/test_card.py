@@ -7,6 +7,7 @@ from api.auth import Role
 from api.schemas import SiteCard
 from tests.api.conftest import auth
 from tests.api.seed import SECRETS
+from tests.api.test_pages import login
 
 
 def test_card_of_a_site_with_history(
@@ -87,3 +88,47 @@ def test_card_of_never_probed_site_and_missing_site(
     r = client.get("/api/sites/NOPE/card", headers=headers)
     assert r.status_code == 404 and "NOPE" in r.json()["detail"]
     assert client.get("/api/sites/TST00001/card").status_code == 401
+
+
+def test_a_suspended_site_is_unmonitored_with_its_last_probes_as_history(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    """A site suspended while down is not down now: card, page, neighbours' lists and metrics
+    say unmonitored, and the card still shows what the probes saw before."""
+    with seeded.begin() as conn:
+        key = conn.execute(
+            text(
+                "SELECT s.site_key FROM sites s JOIN site_status st ON st.site_id = s.id "
+                "WHERE s.status = 'suspended' AND st.state = 'down' ORDER BY s.id LIMIT 1"
+            )
+        ).scalar_one()
+        neighbour = "TST00001"  # moved next to it (the seeded sites are far apart)
+        conn.execute(
+            text(
+                "UPDATE sites SET geom = (SELECT ST_Translate(geom, 0.001, 0) FROM sites "
+                "WHERE site_key = :n) WHERE site_key = :k"
+            ),
+            {"n": neighbour, "k": key},
+        )
+    headers = auth(role_keys[Role.VIEWER])
+    card = SiteCard.model_validate(client.get(f"/api/sites/{key}/card", headers=headers).json())
+    assert card.state == "unmonitored"
+    assert card.status is not None and card.status.state == "down"  # history, kept
+    near = client.get(f"/api/sites/{neighbour}/card", headers=headers).json()
+    assert {n["site_key"]: n["state"] for n in near["nearby"]}[key] == "unmonitored"
+
+    login(client, role_keys[Role.OPERATOR], f"/sites/{key}")
+    page = client.get(f"/sites/{key}").text
+    assert '<span class="badge unmonitored" id="site-state">unmonitored</span>' in page
+    assert "Not monitored: this site is\n  <strong>suspended</strong>" in page
+    assert "<dt>Last probe state</dt><dd>down since" in page
+    assert 'id="probe-now"' not in page  # an operator could probe an active site
+    dashboard = client.get("/").text
+    assert 'data-state="unmonitored"' in dashboard
+
+    metrics = client.get("/metrics").text
+    with seeded.connect() as conn:
+        resting = conn.execute(
+            text("SELECT count(*) FROM sites WHERE status IN ('planned', 'suspended')")
+        ).scalar_one()
+    assert f'conectado_sites_probe_state{{state="unmonitored"}} {float(resting)}' in metrics

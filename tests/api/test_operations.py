@@ -12,20 +12,32 @@ from tests.api.conftest import auth
 def test_status_counts_match_the_database(
     client: TestClient, seeded: Engine, role_keys: dict[Role, str]
 ) -> None:
+    """Down means down now: a suspended site's last probe state (down, in the seed) is history
+    and counts as unmonitored, with the planned sites; unknown is a probed site not yet seen."""
     body = client.get("/api/status/counts", headers=auth(role_keys[Role.VIEWER])).json()
     with seeded.connect() as conn:
-        down = conn.execute(
+        down, stale = conn.execute(
             text(
-                "SELECT count(*) FROM site_status st JOIN sites s ON s.id = st.site_id "
-                "WHERE st.state = 'down' AND s.status <> 'retired'"
+                "SELECT count(*) FILTER (WHERE s.status IN ('active', 'installed')), "
+                "count(*) FILTER (WHERE s.status = 'suspended') "
+                "FROM site_status st JOIN sites s ON s.id = st.site_id WHERE st.state = 'down'"
             )
-        ).scalar_one()
-        total = conn.execute(
-            text("SELECT count(*) FROM sites WHERE status <> 'retired'")
-        ).scalar_one()
+        ).one()
+        never, resting, total = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE s.status IN ('active', 'installed') "
+                "AND st.site_id IS NULL), "
+                "count(*) FILTER (WHERE s.status IN ('planned', 'suspended')), count(*) "
+                "FROM sites s LEFT JOIN site_status st ON st.site_id = s.id "
+                "WHERE s.status <> 'retired'"
+            )
+        ).one()
+    assert stale > 0  # the seed has suspended sites whose last probes saw them down
     assert body["down"] == down > 0
+    assert body["unknown"] == never > 0
+    assert body["unmonitored"] == resting > stale
     assert body["total"] == total == 119
-    assert body["unknown"] > 0
+    assert sum(body[k] for k in ("up", "degraded", "down", "unknown", "unmonitored")) == 119
 
 
 def test_status_summary_by_each_dimension(
@@ -37,6 +49,10 @@ def test_status_summary_by_each_dimension(
         assert r.status_code == 200, r.text
         body = r.json()
         assert sum(g["sites"] for g in body["groups"]) == body["totals"]["total"] == 119
+        for g in body["groups"]:
+            states = ("up", "degraded", "down", "unknown", "unmonitored")
+            assert sum(g[k] for k in states) == g["sites"], g
+        assert body["totals"] == client.get("/api/status/counts", headers=headers).json()
         downs = [g["down"] for g in body["groups"]]
         assert downs == sorted(downs, reverse=True)
     by_provider = client.get(

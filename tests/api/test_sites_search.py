@@ -47,7 +47,7 @@ def test_search_filters_and_probe_state(
         ).scalar_one()
     assert body["count"] == expected
     states = {s["site_key"]: s["probe_state"] for s in body["data"]}
-    assert set(states.values()) <= {"up", "degraded", "down", "unknown"}
+    assert set(states.values()) <= {"up", "degraded", "down", "unknown", "unmonitored"}
 
     near = client.get(
         "/api/sites", params={"near": "-99.13,19.43", "nearest": 5}, headers=headers
@@ -145,7 +145,8 @@ def test_search_by_current_probe_state_pages_through_exactly_those_sites(
     client: TestClient, seeded: Engine, role_keys: dict[Role, str]
 ) -> None:
     """Operators list what is down now (by provider, state...): the same sites PostGIS has in
-    that state, across pages, each with since when; unknown means never probed."""
+    that state, across pages, each with since when; unknown means probed but no result yet,
+    and a suspended site is unmonitored whatever its last probes saw."""
     headers = auth(role_keys[Role.VIEWER])
     with seeded.connect() as conn:
         expected = {
@@ -153,14 +154,25 @@ def test_search_by_current_probe_state_pages_through_exactly_those_sites(
                 conn.execute(
                     text(
                         "SELECT s.site_key FROM sites s LEFT JOIN site_status st "
-                        "ON st.site_id = s.id WHERE coalesce(st.state, 'unknown') = :state"
+                        "ON st.site_id = s.id WHERE CASE WHEN s.status IN "
+                        "('active', 'installed') THEN coalesce(st.state, 'unknown') "
+                        "ELSE 'unmonitored' END = :state"
                     ),
                     {"state": state},
                 ).scalars()
             )
-            for state in ("up", "degraded", "down", "unknown")
+            for state in ("up", "degraded", "down", "unknown", "unmonitored")
         }
+        stale_down = set(
+            conn.execute(
+                text(
+                    "SELECT s.site_key FROM sites s JOIN site_status st ON st.site_id = s.id "
+                    "WHERE s.status = 'suspended' AND st.state = 'down'"
+                )
+            ).scalars()
+        )
     assert all(expected.values()), expected  # the seed has sites in every state
+    assert stale_down and stale_down <= expected["unmonitored"]
 
     def keys(params: dict[str, str]) -> list[dict[str, object]]:
         found: list[dict[str, object]] = []
@@ -178,6 +190,11 @@ def test_search_by_current_probe_state_pages_through_exactly_those_sites(
     never = keys({"probe_state": "unknown"})
     assert {s["site_key"] for s in never} == expected["unknown"]
     assert all(s["probe_state_since"] is None for s in never)
+    assert not stale_down & {str(s["site_key"]) for s in down}
+    unmonitored = keys({"probe_state": "unmonitored"})
+    assert {s["site_key"] for s in unmonitored} == expected["unmonitored"]
+    assert all(s["probe_state_since"] is None for s in unmonitored)
+    assert {s["status"] for s in unmonitored} == {"planned", "suspended", "retired"}
     both = keys({"probe_state": "degraded,down"})
     assert {s["site_key"] for s in both} == expected["degraded"] | expected["down"]
 

@@ -271,6 +271,31 @@ def test_working_window_is_a_setting(engine: Engine, hand_made: dict[str, object
     assert run.working_sites == 2
 
 
+def test_a_suspended_site_is_not_working_whatever_it_answered_before(
+    engine: Engine, hand_made: dict[str, object]
+) -> None:
+    """T answered 1 h ago, then its connection was suspended: L4, 100 m away, is uncovered."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE site_status SET last_ok_at = :ok FROM sites s "
+                "WHERE s.id = site_status.site_id AND s.site_key = 'T-STALE'"
+            ),
+            {"ok": AS_OF - timedelta(hours=1)},
+        )
+    assert compute_coverage(engine, _settings(), as_of=AS_OF).working_sites == 2
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE sites SET status = 'suspended' WHERE site_key = 'T-STALE'"))
+    run = compute_coverage(engine, _settings(), as_of=AS_OF)
+    assert run.working_sites == 1
+    with engine.connect() as conn:
+        l4 = {
+            r.cvegeo: r
+            for r in uncovered_localities(conn, run.id, mun_cvegeo=A, include_covered=True)
+        }["260309004"]
+    assert not l4.covered and l4.nearest_site_key == "S-BORDER"
+
+
 def test_runs_are_kept_whole_and_pruned(engine: Engine) -> None:
     with engine.connect() as conn:
         assert latest_run(conn) is None

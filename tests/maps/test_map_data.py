@@ -43,7 +43,9 @@ def test_uptime_24h_matches_the_raw_results(maps_engine: Engine, as_of: datetime
         expected_counts: dict[str, int] = dict(
             conn.execute(
                 text(
-                    "SELECT COALESCE(st.state, 'unknown'), count(*) FROM sites s "
+                    "SELECT CASE WHEN s.status IN ('active', 'installed') "
+                    "THEN COALESCE(st.state, 'unknown') ELSE 'unmonitored' END, count(*) "
+                    "FROM sites s "
                     "LEFT JOIN site_status st ON st.site_id = s.id "
                     "WHERE s.status <> 'retired' GROUP BY 1"
                 )
@@ -54,6 +56,8 @@ def test_uptime_24h_matches_the_raw_results(maps_engine: Engine, as_of: datetime
     assert n == points.total == sum(expected_counts.values()) > 500
     assert {len(data[k]) for k in ("lat", "lon", "st", "name", "cat", "prov", "up", "seen")} == {n}
     assert points.counts == {k: expected_counts.get(k, 0) for k in points.counts}
+    # suspended sites with a planted (stale) state count as unmonitored, not as that state
+    assert points.counts["unmonitored"] > 0
     with_history = 0
     for i, key in enumerate(data["key"]):
         site_id = keys[key]
@@ -67,7 +71,7 @@ def test_uptime_24h_matches_the_raw_results(maps_engine: Engine, as_of: datetime
             assert data["up"][i] is None
     assert with_history > 50
     # Status codes and "last seen" follow site_status.
-    states = ["up", "degraded", "down", "unknown"]
+    states = ["up", "degraded", "down", "unknown", "unmonitored"]
     assert {states[c] for c in data["st"]} == set(expected_counts)
     assert min(s for s in data["seen"] if s is not None) >= 0
 

@@ -167,7 +167,9 @@ def test_health_map_in_chromium(
             counts: dict[str, int] = dict(
                 conn.execute(
                     text(
-                        "SELECT COALESCE(st.state, 'unknown'), count(*) FROM sites s "
+                        "SELECT CASE WHEN s.status IN ('active', 'installed') "
+                        "THEN COALESCE(st.state, 'unknown') ELSE 'unmonitored' END, count(*) "
+                        "FROM sites s "
                         "LEFT JOIN site_status st ON st.site_id = s.id "
                         "WHERE s.status <> 'retired' GROUP BY 1"
                     )
