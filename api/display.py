@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def ago(minutes: float) -> str:
@@ -42,3 +42,15 @@ _CAUSES = {
 def incident_cause(cause: str) -> str:
     """An incident's cause (results.incidents) in operators' words; unknown causes as they are."""
     return _CAUSES.get(cause, cause)
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration in words: "45 s", "15 min", "2 h", "1.5 h", "3 days"."""
+    seconds = value.total_seconds()
+    if seconds < 90:
+        return f"{seconds:g} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:g} min"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600, 1):g} h"
+    return f"{round(seconds / 86400, 1):g} days"

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.queries.status import state_counts
+from api.queries.status import probe_freshness, state_counts
 
 REQUESTS = Counter(
     "conectado_http_requests",
@@ -111,6 +111,25 @@ def platform_metrics(conn: Connection) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "conectado_last_round_sites", "Sites in the last probe round.", value=last.sites
         )
+
+    fresh = probe_freshness(conn)
+    if fresh.oldest_probe_at is not None:
+        yield GaugeMetricFamily(
+            "conectado_oldest_probe_timestamp_seconds",
+            "The oldest last probe of a probeable active or installed site (Unix time); "
+            "alert when time() - this exceeds a few probe intervals.",
+            value=fresh.oldest_probe_at.timestamp(),
+        )
+    yield GaugeMetricFamily(
+        "conectado_sites_never_probed",
+        "Probeable active or installed sites with no probe result yet.",
+        value=fresh.never,
+    )
+    yield GaugeMetricFamily(
+        "conectado_sites_without_probe_target",
+        "Active or installed sites with neither a management address nor a probe URL.",
+        value=fresh.no_target,
+    )
 
     if _table_exists(conn, "incidents"):
         open_incidents = conn.execute(

@@ -9,7 +9,7 @@ API with that cookie and the X-Requested-With header.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -18,21 +18,28 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import text
 
 from api.auth import Permission, Principal, authenticate_token, create_session, end_session
 from api.charts import format_bps, series_svg
 from api.deps import SESSION_COOKIE, Conn, SettingsDep, optional_caller
-from api.display import format_when, incident_cause
+from api.display import format_duration, format_when, incident_cause
 from api.queries.card import Period, site_card_json
-from api.queries.status import SummaryDimension, state_counts, status_summary
+from api.queries.status import (
+    SummaryDimension,
+    probe_freshness,
+    state_counts,
+    status_summary,
+)
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
 from results.incidents import list_incidents
 
+# The dashboard warns when the oldest result of a probeable site is this many intervals old.
+PROBES_BEHIND_INTERVALS = 3
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 TEMPLATES.env.filters["bps"] = format_bps
 TEMPLATES.env.filters["when"] = format_when
 TEMPLATES.env.filters["cause"] = incident_cause
+TEMPLATES.env.filters["duration"] = format_duration
 
 router = APIRouter(include_in_schema=False)
 
@@ -133,15 +140,18 @@ def logout(request: Request, conn: Conn) -> RedirectResponse:
 
 
 @router.get("/", response_class=HTMLResponse, response_model=None)
-def dashboard(request: Request, conn: Conn, caller: MaybeCaller) -> Response:
-    """The operators' dashboard: counts by state, open incidents, the health map."""
+def dashboard(request: Request, conn: Conn, caller: MaybeCaller, cfg: SettingsDep) -> Response:
+    """The operators' dashboard: counts by state, how current the probes are, open incidents,
+    the health map."""
     if caller is None:
         return _to_login(request)
     counts = state_counts(conn)
     incidents = list_incidents(conn, status="open", limit=51)
-    last_round = conn.execute(
-        text("SELECT finished_at, sites FROM probe_rounds ORDER BY started_at DESC LIMIT 1")
-    ).one_or_none()
+    fresh = probe_freshness(conn)
+    late_after = timedelta(seconds=PROBES_BEHIND_INTERVALS * cfg.probe_interval)
+    behind = (
+        fresh.oldest_probe_at is not None and datetime.now(UTC) - fresh.oldest_probe_at > late_after
+    )
     return _page(
         request,
         "dashboard.html",
@@ -152,7 +162,9 @@ def dashboard(request: Request, conn: Conn, caller: MaybeCaller) -> Response:
         incidents=incidents[:50],
         more_incidents=len(incidents) > 50,
         by_state=status_summary(conn, SummaryDimension.STATE),
-        last_round=last_round,
+        fresh=fresh,
+        behind=behind,
+        late_after=late_after,
         can_ack=caller.can(Permission.ACKNOWLEDGE),
     )
 

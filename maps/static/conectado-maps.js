@@ -135,11 +135,14 @@
   };
 
   /* A legend control; sections keyed by base-layer name follow the layer switcher. */
-  /* Narrower than this (a phone, the site page's frame), a map starts with its legend folded
-     and no popup open: both would cover the map the technician came to see. */
-  C.NARROW_PX = 520;
+  /* A map narrower or lower than these (a phone; the site page's frame, 540 x 420 beside the
+     status card on a desktop; the coverage page's frame) starts with its legend folded and no
+     popup open: a 250 px legend and a 230 px popup would cover the map the user came to see. */
+  C.NARROW_PX = 720;
+  C.LOW_PX = 480;
   C.isNarrow = function (map) {
-    return map.getSize().x < C.NARROW_PX;
+    var size = map.getSize();
+    return size.x < C.NARROW_PX || size.y < C.LOW_PX;
   };
 
   C.legend = function (map, header, sections, initial) {
@@ -162,7 +165,10 @@
       L.DomEvent.on(toggle, "click", function () {
         control.fold(!L.DomUtil.hasClass(div, "cx-folded"));
       });
-      control.fold(C.isNarrow(map));
+      if (C.isNarrow(map)) {
+        L.DomUtil.addClass(div, "cx-small");
+        control.fold(true);
+      }
       control.show = function (name) {
         var parts = div.querySelectorAll(".cx-legend-section");
         for (var i = 0; i < parts.length; i++) {

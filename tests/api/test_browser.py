@@ -120,6 +120,15 @@ def test_technician_probes_a_lab_site_from_a_phone(
             page.on("request", lambda r: hosts.add(urlsplit(r.url).hostname or r.url))
             _login(page, server, planner.token, "/")
             page.wait_for_selector("iframe.map")
+            # every state's tile on one row; the open incidents scroll inside their card
+            tops = page.eval_on_selector_all(
+                "#state-counts .tile", "els => els.map(e => e.getBoundingClientRect().top)"
+            )
+            assert len(tops) == 5 and len(set(tops)) == 1, tops
+            box = page.locator("#incidents").bounding_box()
+            scroller = page.locator("div.scroll").bounding_box()
+            assert box is not None and scroller is not None
+            assert scroller["height"] <= 36 * 16 + 1 < box["height"]  # 50+ rows, seeded
             frame = page.frame_locator("iframe.map")
             frame.locator(".leaflet-container").wait_for(timeout=20_000)
             page.wait_for_timeout(1500)
@@ -130,8 +139,11 @@ def test_technician_probes_a_lab_site_from_a_phone(
             page.goto(server + "/coverage")
             page.wait_for_selector("#uncovered tbody tr")
             assert page.locator("#uncovered tbody tr").count() == 50
-            page.frame_locator("iframe.map").locator(".leaflet-container").wait_for(timeout=30_000)
+            coverage_map = page.frame_locator("iframe.map")
+            coverage_map.locator(".leaflet-container").wait_for(timeout=30_000)
             page.wait_for_timeout(1500)
+            # the coverage frame is tall enough for its legend to be open at first
+            assert coverage_map.locator(".cx-legend-section").first.is_visible()
             page.screenshot(path=str(SHOTS / "api-coverage-desktop.png"), full_page=True)
         finally:
             browser.close()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from api.display import format_when, incident_cause
+from api.display import format_duration, format_when, incident_cause
 
 NOW = datetime(2026, 12, 7, 13, 0, 30, tzinfo=UTC)
 
@@ -45,3 +45,17 @@ def test_incident_causes_read_as_words_and_unknown_ones_pass_through() -> None:
     assert incident_cause("failures") == "failed rounds in a row"
     assert incident_cause("municipal_outage") == "municipal outage"
     assert incident_cause("something_new") == "something_new"
+
+
+@pytest.mark.parametrize(
+    ("span", "shown"),
+    [
+        (timedelta(seconds=45), "45 s"),
+        (timedelta(minutes=15), "15 min"),
+        (timedelta(hours=2), "2 h"),
+        (timedelta(minutes=90), "1.5 h"),
+        (timedelta(days=3), "3 days"),
+    ],
+)
+def test_durations_read_in_words(span: timedelta, shown: str) -> None:
+    assert format_duration(span) == shown

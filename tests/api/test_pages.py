@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from api.auth import Role
 from tests.api.seed import SECRETS
@@ -37,6 +37,14 @@ def test_dashboard_site_and_coverage_pages(
     site = client.get("/sites/TST00001").text
     assert "TST00001" in site and "<svg" in site and "Nearby sites" in site
     assert "cannot run live probes" in site
+    # where it is, for the technician's phone: a geo: link to the site's coordinates
+    geo = re.search(r'id="geo-link" href="geo:(-?[\d.]+),(-?[\d.]+)\?q=', site)
+    assert geo is not None
+    with seeded.connect() as conn:
+        lat, lon = conn.execute(
+            text("SELECT ST_Y(geom), ST_X(geom) FROM sites WHERE site_key = 'TST00001'")
+        ).one()
+    assert (float(geo.group(1)), float(geo.group(2))) == (round(lat, 5), round(lon, 5))
     # times read to the minute with how long ago (seeded: state 3 h ago, last probe 2 min ago)
     since = r"(up|degraded|down) since \d{4}-\d\d-\d\d \d\d:\d\d UTC \(3\.\d h ago\)"
     assert re.search(since, site)
@@ -63,3 +71,60 @@ def test_dashboard_site_and_coverage_pages(
     login(client, role_keys[Role.TECHNICIAN])
     assert "Acknowledge" in client.get("/").text
     assert 'data-probe="TST00001"' in client.get("/sites/TST00001").text
+
+
+def test_dashboard_says_how_current_the_probes_are(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    """Operators see whether monitoring keeps up: how many probeable sites have a result, the
+    oldest result, sites with nothing to probe, and a warning when probing is behind."""
+    with seeded.connect() as conn:
+        probeable, never = conn.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE st.site_id IS NULL) FROM sites s "
+                "LEFT JOIN site_status st ON st.site_id = s.id "
+                "WHERE s.status IN ('active', 'installed')"
+            )
+        ).one()
+    login(client, role_keys[Role.VIEWER])
+    page = client.get("/").text
+    fresh = re.search(r'<p class="muted" id="freshness">(.*?)</p>', page, re.S)
+    assert fresh is not None
+    text_ = " ".join(fresh.group(1).split())
+    assert f"{never:,} of {probeable:,} probeable sites have no result yet" in text_
+    assert re.search(r"the oldest is from [\d-]+ [\d:]+ UTC \(2 min ago\)", text_)
+    assert "nothing to probe" not in text_ and "probes-behind" not in page
+
+    with seeded.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE site_status SET last_probe_at = now() - interval '40 minutes' "
+                "WHERE site_id = (SELECT min(site_id) FROM site_status st JOIN sites s "
+                "ON s.id = st.site_id AND s.status = 'active')"
+            )
+        )
+        conn.execute(
+            text(
+                "UPDATE sites SET mgmt_ip = NULL, http_url = NULL WHERE id = "
+                "(SELECT max(id) FROM sites WHERE status = 'active')"
+            )
+        )
+    page = client.get("/").text
+    # the default interval is 300 s: 40 minutes is more than three of them
+    behind = re.search(r'<p class="error-box" id="probes-behind">(.*?)</p>', page, re.S)
+    assert behind is not None
+    assert "(40 min ago), more than 15 min ago" in " ".join(behind.group(1).split())
+    words = " ".join(page.split())
+    assert "1 active or installed sites have neither a management address nor a probe URL" in words
+    metrics = client.get("/metrics").text
+    assert "conectado_sites_without_probe_target 1.0" in metrics
+    assert f"conectado_sites_never_probed {float(never)}" in metrics
+    with seeded.connect() as conn:
+        oldest = conn.execute(
+            text(
+                "SELECT extract(epoch FROM min(st.last_probe_at)) FROM site_status st "
+                "JOIN sites s ON s.id = st.site_id AND s.status IN ('active', 'installed')"
+            )
+        ).scalar_one()
+    shown = re.search(r"^conectado_oldest_probe_timestamp_seconds (\S+)$", metrics, re.M)
+    assert shown is not None and abs(float(shown.group(1)) - float(oldest)) < 1e-3

@@ -246,12 +246,17 @@ def test_site_map_in_chromium_with_unreachable_tiles(
         opened.close()
 
 
+@pytest.mark.parametrize(
+    "viewport",
+    [(360, 640), (540, 420)],
+    ids=["phone", "site-page-frame"],  # the frame: half of the site page at 1280 px, 420 high
+)
 def test_site_map_on_a_phone_keeps_the_map_visible(
-    browser: Any, maps_engine: Engine, as_of: datetime, tmp_path: Path
+    browser: Any, maps_engine: Engine, as_of: datetime, tmp_path: Path, viewport: tuple[int, int]
 ) -> None:
-    """At phone width (or in the site page's frame) the legend starts folded and no popup is
-    open, so the site and its ring are not covered; the legend unfolds on a tap, the site's
-    popup opens on a tap on the site."""
+    """On a small map (a phone, or the site page's frame on a desktop) the legend starts folded
+    and no popup is open, so the site and its ring are not covered; the legend unfolds on a
+    tap, the site's popup opens on a tap on the site."""
     cfg = Settings(tile_url="", tile_attribution="none")
     with maps_engine.connect() as conn:
         key, lon, lat = conn.execute(
@@ -262,7 +267,7 @@ def test_site_map_on_a_phone_keeps_the_map_visible(
             {"k": KNOWN},
         ).one()
     html = render_site_map(maps_engine, cfg, key, as_of=as_of)
-    opened = open_map(browser, _write(tmp_path, "site-phone", html), viewport=(360, 640))
+    opened = open_map(browser, _write(tmp_path, "site-phone", html), viewport=viewport)
     try:
         page = opened.page
         page.wait_for_timeout(300)
@@ -270,8 +275,8 @@ def test_site_map_on_a_phone_keeps_the_map_visible(
         legend = page.locator(".conectado-legend")
         assert not page.locator(".cx-legend-section").first.is_visible()
         box = legend.bounding_box()
-        assert box is not None and box["width"] * box["height"] < 0.05 * 360 * 640
-        _screenshot(page, "site-phone")
+        assert box is not None and box["width"] * box["height"] < 0.05 * viewport[0] * viewport[1]
+        _screenshot(page, f"site-{viewport[0]}x{viewport[1]}")
         page.click(".cx-legend-toggle")
         assert key in legend.inner_text() and "10 km" in legend.inner_text()
         page.click(".cx-legend-toggle")  # folds again
