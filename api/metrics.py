@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.queries.status import probe_freshness, state_counts
+from api.queries.status import state_counts
+from results.current import probe_freshness
 
 REQUESTS = Counter(
     "conectado_http_requests",

@@ -13,9 +13,11 @@ import scheduler as sched
 from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
 from results.batches import recent_batch_runs
+from results.current import PROBES_LATE_INTERVALS, ProbeFreshness, probe_freshness
 from results.incidents import (
     Incident,
     acknowledge_incident,
+    count_open_incidents,
     get_incident,
     incident_members,
     list_incidents,
@@ -98,40 +100,87 @@ def run(
 @app.command()
 @friendly_errors
 def status(limit: int = typer.Option(10, help="How many recent batch runs to show.")) -> None:
-    """Show the stored timetable, the latest batch runs, open incidents and raw partitions."""
+    """Show how current the probes are, the timetable, the latest batch runs, open incidents
+    and raw partitions."""
     cfg = settings()
     with database(cfg) as eng:
         jobs = sched.stored_jobs(eng)
         with eng.connect() as conn:
             runs = recent_batch_runs(conn, limit=limit)
-            open_incidents = list_incidents(conn, limit=1000)
+            open_sites, open_municipal = count_open_incidents(conn)
             parts = list_partitions(conn)
+            fresh = probe_freshness(conn)
+    now = datetime.now(UTC)
+    batches = [j for j in jobs if j.id.startswith(sched.PROBE_JOB_PREFIX)]
+    times = sorted(j.next_run_time for j in batches if j.next_run_time is not None)
+    # The running scheduler's own spacing (its settings may differ from this shell's).
+    spacing = (times[-1] - times[0]).total_seconds() / (len(times) - 1) if len(times) > 1 else None
+    interval = spacing * len(times) if spacing else cfg.probe_interval
+    console.print(_freshness_line(fresh, now, interval))
     table = Table(title=f"Scheduled jobs ({len(jobs)})")
     table.add_column("job")
     table.add_column("next run (UTC)")
+    if batches:
+        first = batches[0]  # soonest first
+        every = f", one every {spacing:.3g} s" if spacing else ""
+        table.add_row(
+            f"probe batches ({len(batches)}{every})",
+            f"{_fmt(first.next_run_time)}  ({first.id})",
+        )
     for job in jobs:
-        table.add_row(job.id, _fmt(job.next_run_time))
+        if not job.id.startswith(sched.PROBE_JOB_PREFIX):
+            table.add_row(job.id, _fmt(job.next_run_time))
     console.print(table if jobs else "No jobs stored: `conectado scheduler run` creates them.")
-    runs_table = Table(title="Latest batch runs")
-    for col in ("batch", "slot (UTC)", "took", "outcome", "sites", "up", "degr.", "down", "by"):
+    day = now.date()
+    runs_table = Table(title="Latest batch runs (UTC)")
+    for col in ("batch", "slot", "took", "outcome", "sites", "up", "degr.", "down", "by"):
         runs_table.add_column(col)
     for r in runs:
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
+        slot = r.slot_start.astimezone(UTC)
         runs_table.add_row(
             f"{r.batch + 1}/{r.batches}",
-            _fmt(r.slot_start),
+            slot.strftime("%H:%M:%S" if slot.date() == day else "%m-%d %H:%M"),
             "—" if took is None else f"{took:.2f} s",
             r.outcome if not r.error else f"{r.outcome}: {r.error[:60]}",
-            *(str(v) if v is not None else "—" for v in (r.sites, r.up, r.degraded, r.down)),
+            *(f"{v:,}" if v is not None else "—" for v in (r.sites, r.up, r.degraded, r.down)),
             r.runner,
         )
     console.print(runs_table if runs else "No batch has run yet.")
-    console.print(f"open incidents: {len(open_incidents)}")
+    console.print(
+        f"open incidents: {open_sites + open_municipal:,} "
+        f"({open_sites:,} of sites, {open_municipal:,} municipal)"
+    )
     if parts:
         console.print(
             f"raw partitions: {len(parts)} days, {parts[0].day} … {parts[-1].day} "
             f"(kept {cfg.raw_retention_days} days)"
         )
+
+
+def _freshness_line(fresh: ProbeFreshness, now: datetime, interval_s: float) -> str:
+    """One line on how current the probes are, flagged when the oldest result is late."""
+    if not fresh.probeable:
+        text = "No active or installed site has a management address or a probe URL."
+    else:
+        text = f"{fresh.probeable:,} probeable sites" + (
+            f", {fresh.never:,} with no result yet" if fresh.never else ", all with a result"
+        )
+        if fresh.oldest_probe_at is not None:
+            age = (now - fresh.oldest_probe_at).total_seconds()
+            text += f"; the oldest result is {_duration(age)} old"
+            if age > PROBES_LATE_INTERVALS * interval_s:
+                text = (
+                    f"[bold red]Probing is behind[/]: {text}, more than {PROBES_LATE_INTERVALS} "
+                    f"probe intervals ({_duration(PROBES_LATE_INTERVALS * interval_s)}). Is "
+                    "`conectado scheduler run` running?"
+                )
+    if fresh.no_target:
+        text += (
+            f"\n{fresh.no_target:,} active or installed sites have neither a management address "
+            "nor a probe URL: nothing to probe."
+        )
+    return text
 
 
 @app.command()

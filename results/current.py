@@ -10,9 +10,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
+from sqlalchemy import Connection, text
+
 PROBED_STATUSES: Final = ("active", "installed")
+# Probing is *behind* when the oldest result of a probeable site is this many intervals old.
+PROBES_LATE_INTERVALS: Final = 3
 CURRENT_STATES: Final = ("up", "degraded", "down", "unknown", "unmonitored")
 CurrentState = Literal["up", "degraded", "down", "unknown", "unmonitored"]
 
@@ -31,3 +37,45 @@ def current_state_sql(site: str = "s", status: str = "st") -> str:
         f"CASE WHEN {probed_sql(site)} THEN coalesce({status}.state, 'unknown') "
         "ELSE 'unmonitored' END"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFreshness:
+    """How current the probes are: is monitoring itself keeping up?"""
+
+    probeable: int  # probed statuses with a management address or a probe URL
+    no_target: int  # probed statuses with neither: nothing to probe
+    never: int  # probeable sites with no result yet
+    oldest_probe_at: datetime | None  # the oldest last probe among probeable sites
+    last_batch_at: datetime | None
+    last_batch_sites: int | None
+
+
+def probe_freshness(conn: Connection) -> ProbeFreshness:
+    """Return how many monitored sites can be probed, and how old their oldest result is."""
+    row = conn.execute(
+        text(
+            f"""
+            SELECT count(*) FILTER (WHERE s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
+                       AS probeable,
+                   count(*) FILTER (WHERE s.mgmt_ip IS NULL AND s.http_url IS NULL) AS no_target,
+                   count(*) FILTER (WHERE (s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
+                                    AND st.last_probe_at IS NULL) AS never,
+                   min(st.last_probe_at) FILTER (WHERE s.mgmt_ip IS NOT NULL
+                                                 OR s.http_url IS NOT NULL) AS oldest_probe_at,
+                   r.finished_at AS last_batch_at, r.sites AS last_batch_sites
+            FROM sites s
+            LEFT JOIN site_status st ON st.site_id = s.id
+            LEFT JOIN LATERAL (SELECT finished_at, sites FROM probe_rounds
+                               ORDER BY started_at DESC LIMIT 1) r ON true
+            WHERE {probed_sql("s")}
+            GROUP BY r.finished_at, r.sites
+            """
+        )
+    ).one_or_none()
+    if row is None:  # no probed site at all
+        last = conn.execute(
+            text("SELECT finished_at, sites FROM probe_rounds ORDER BY started_at DESC LIMIT 1")
+        ).one_or_none()
+        return ProbeFreshness(0, 0, 0, None, last[0] if last else None, last[1] if last else None)
+    return ProbeFreshness(**row._mapping)

@@ -411,6 +411,18 @@ def list_incidents(
     return [_incident(r) for r in conn.execute(text(sql), params)]
 
 
+def count_open_incidents(conn: Connection) -> tuple[int, int]:
+    """(site incidents, municipal incidents) open now; members of a municipal one not counted
+    on their own, as ``list_incidents`` lists them."""
+    row = conn.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE kind = 'site'), count(*) FILTER (WHERE kind = "
+            "'municipality') FROM incidents WHERE status = 'open' AND parent_id IS NULL"
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 def get_incident(conn: Connection, incident_id: int) -> Incident:
     """Return one incident or raise NotFound."""
     row = conn.execute(text(_SELECT + " WHERE i.id = :id"), {"id": incident_id}).one_or_none()

@@ -8,12 +8,11 @@ retired sites are left out of every count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Connection, text
 
-from results.current import CURRENT_STATES, current_state_sql, probed_sql
+from results.current import CURRENT_STATES, current_state_sql
 
 STATES = CURRENT_STATES
 _STATE = current_state_sql("s", "st")
@@ -103,45 +102,3 @@ def state_counts(conn: Connection) -> dict[str, int]:
     for state, n in rows:
         counts[state] = n
     return counts
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeFreshness:
-    """How current the probes are: is monitoring itself keeping up?"""
-
-    probeable: int  # probed statuses with a management address or a probe URL
-    no_target: int  # probed statuses with neither: nothing to probe
-    never: int  # probeable sites with no result yet
-    oldest_probe_at: datetime | None  # the oldest last probe among probeable sites
-    last_batch_at: datetime | None
-    last_batch_sites: int | None
-
-
-def probe_freshness(conn: Connection) -> ProbeFreshness:
-    """Return how many monitored sites can be probed, and how old their oldest result is."""
-    row = conn.execute(
-        text(
-            f"""
-            SELECT count(*) FILTER (WHERE s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
-                       AS probeable,
-                   count(*) FILTER (WHERE s.mgmt_ip IS NULL AND s.http_url IS NULL) AS no_target,
-                   count(*) FILTER (WHERE (s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
-                                    AND st.last_probe_at IS NULL) AS never,
-                   min(st.last_probe_at) FILTER (WHERE s.mgmt_ip IS NOT NULL
-                                                 OR s.http_url IS NOT NULL) AS oldest_probe_at,
-                   r.finished_at AS last_batch_at, r.sites AS last_batch_sites
-            FROM sites s
-            LEFT JOIN site_status st ON st.site_id = s.id
-            LEFT JOIN LATERAL (SELECT finished_at, sites FROM probe_rounds
-                               ORDER BY started_at DESC LIMIT 1) r ON true
-            WHERE {probed_sql("s")}
-            GROUP BY r.finished_at, r.sites
-            """
-        )
-    ).one_or_none()
-    if row is None:  # no probed site at all
-        last = conn.execute(
-            text("SELECT finished_at, sites FROM probe_rounds ORDER BY started_at DESC LIMIT 1")
-        ).one_or_none()
-        return ProbeFreshness(0, 0, 0, None, last[0] if last else None, last[1] if last else None)
-    return ProbeFreshness(**row._mapping)

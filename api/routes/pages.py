@@ -24,17 +24,11 @@ from api.charts import format_bps, series_svg
 from api.deps import SESSION_COOKIE, Conn, SettingsDep, optional_caller
 from api.display import format_duration, format_when, incident_cause
 from api.queries.card import Period, site_card_json
-from api.queries.status import (
-    SummaryDimension,
-    probe_freshness,
-    state_counts,
-    status_summary,
-)
+from api.queries.status import SummaryDimension, state_counts, status_summary
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
-from results.incidents import list_incidents
+from results.current import PROBES_LATE_INTERVALS, probe_freshness
+from results.incidents import count_open_incidents, list_incidents
 
-# The dashboard warns when the oldest result of a probeable site is this many intervals old.
-PROBES_BEHIND_INTERVALS = 3
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 TEMPLATES.env.filters["bps"] = format_bps
 TEMPLATES.env.filters["when"] = format_when
@@ -146,9 +140,10 @@ def dashboard(request: Request, conn: Conn, caller: MaybeCaller, cfg: SettingsDe
     if caller is None:
         return _to_login(request)
     counts = state_counts(conn)
-    incidents = list_incidents(conn, status="open", limit=51)
+    incidents = list_incidents(conn, status="open", limit=50)
+    open_sites, open_municipal = count_open_incidents(conn)
     fresh = probe_freshness(conn)
-    late_after = timedelta(seconds=PROBES_BEHIND_INTERVALS * cfg.probe_interval)
+    late_after = timedelta(seconds=PROBES_LATE_INTERVALS * cfg.probe_interval)
     behind = (
         fresh.oldest_probe_at is not None and datetime.now(UTC) - fresh.oldest_probe_at > late_after
     )
@@ -159,8 +154,9 @@ def dashboard(request: Request, conn: Conn, caller: MaybeCaller, cfg: SettingsDe
         counts=counts,
         states=list(counts),
         total=sum(counts.values()),
-        incidents=incidents[:50],
-        more_incidents=len(incidents) > 50,
+        incidents=incidents,
+        open_incidents=open_sites + open_municipal,
+        open_municipal=open_municipal,
         by_state=status_summary(conn, SummaryDimension.STATE),
         fresh=fresh,
         behind=behind,

@@ -32,6 +32,11 @@ def test_dashboard_site_and_coverage_pages(
     page = client.get("/").text
     assert "Open incidents" in page and "/maps/health" in page
     assert "failed rounds in a row" in page  # the seeded down sites' incidents, in words
+    with seeded.connect() as conn:
+        opened = conn.execute(
+            text("SELECT count(*) FROM incidents WHERE status = 'open' AND parent_id IS NULL")
+        ).scalar_one()
+    assert f'<h2 id="open-incidents">Open incidents: {opened:,}' in page
     assert re.search(r"Last probe round [\d-]+ [\d:]+ UTC \([^)]+\):|No probe round yet", page)
     assert "Acknowledge" not in page  # a viewer cannot acknowledge
     site = client.get("/sites/TST00001").text
