@@ -258,7 +258,9 @@ def short_error(last_error: str | None) -> str:
 
 def _incident_table(rows: list[Incident], title: str) -> Table:
     table = Table(title=title)
-    for col in ("id", "what", "cause", "started (UTC)", "status", "duration", "ack"):
+    for col in ("id", "what", "where", "provider", "cause", "started (UTC)", "status"):
+        table.add_column(col)
+    for col in ("duration", "ack"):
         table.add_column(col)
     table.add_column("error", overflow="fold")
     for i in rows:
@@ -269,9 +271,12 @@ def _incident_table(rows: list[Incident], title: str) -> Table:
         duration = i.duration_s
         if duration is None:
             duration = (datetime.now(UTC) - i.started_at).total_seconds()
+        where = ", ".join(p for p in (i.municipality, i.state_name) if p) or "—"
         table.add_row(
             str(i.id),
             what,
+            where if i.kind != "municipality" else (i.state_name or "—"),
+            i.provider or "—",
             i.cause + (" (flapping)" if i.flapping and i.cause != "flapping" else ""),
             _fmt(i.started_at),
             i.status if i.status == "open" else f"closed: {i.close_reason}",
@@ -287,14 +292,33 @@ def _incident_table(rows: list[Incident], title: str) -> Table:
 def incidents_list(
     state: str = typer.Option("open", "--status", help="open, closed or all."),
     site: str = typer.Option(None, help="Only incidents of this site key."),
+    provider: str = typer.Option(None, help="Only this provider's sites (exact name)."),
+    in_state: str = typer.Option(None, "--state", help="Only this state (INEGI code, 01-32)."),
+    municipality: str = typer.Option(None, help="Only this municipality (CVEGEO, 5 digits)."),
+    unacked: bool = typer.Option(False, "--unacked", help="Only those not acknowledged yet."),
     limit: int = typer.Option(50, help="How many, newest first."),
 ) -> None:
     """List incidents, newest first (grouped municipal outages count their sites)."""
+    if in_state is not None and not (len(in_state) == 2 and in_state.isdigit()):
+        raise InvalidInput(f"--state {in_state!r} is not an INEGI state code such as 09 or 20.")
+    if municipality is not None and not (len(municipality) == 5 and municipality.isdigit()):
+        raise InvalidInput(
+            f"--municipality {municipality!r} is not an INEGI CVEGEO of 5 digits such as 20067."
+        )
     cfg = settings()
     with database(cfg) as eng, eng.connect() as conn:
-        rows = list_incidents(conn, status=state, site_key=site, limit=limit)
+        rows = list_incidents(
+            conn,
+            status=state,
+            site_key=site,
+            provider=provider,
+            cve_ent=in_state,
+            mun_cvegeo=municipality,
+            acknowledged=False if unacked else None,
+            limit=limit,
+        )
     if not rows:
-        console.print(f"No {state if state != 'all' else ''} incidents.".replace("  ", " "))
+        console.print(f"No {state if state != 'all' else ''} incidents match.".replace("  ", " "))
         return
     console.print(_incident_table(rows, f"Incidents ({state})"))
 

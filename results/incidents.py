@@ -375,11 +375,18 @@ def list_incidents(
     kind: str | None = None,
     site_key: str | None = None,
     mun_cvegeo: str | None = None,
+    cve_ent: str | None = None,
+    provider: str | None = None,
+    acknowledged: bool | None = None,
     include_children: bool = False,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[Incident]:
-    """Incidents newest first (keyset by id); children of a municipal incident only on request."""
+    """Incidents newest first (keyset by id); children of a municipal incident only on request.
+
+    ``provider`` matches the site's provider exactly (a municipal outage has none);
+    ``acknowledged`` False keeps those nobody has acknowledged yet.
+    """
     if status not in ("open", "closed", "all"):
         raise InvalidInput(f"status '{status}' is not one of open, closed, all.")
     if kind not in (None, "site", "municipality"):
@@ -402,6 +409,14 @@ def list_incidents(
     if mun_cvegeo is not None:
         where.append("i.mun_cvegeo = :mun")
         params["mun"] = mun_cvegeo
+    if cve_ent is not None:
+        where.append("i.cve_ent = :ent")
+        params["ent"] = cve_ent
+    if provider is not None:
+        where.append("i.provider = :provider")
+        params["provider"] = provider
+    if acknowledged is not None:
+        where.append(f"i.acknowledged_by IS {'NOT ' if acknowledged else ''}NULL")
     if not include_children:
         where.append("i.parent_id IS NULL")
     if before_id is not None:

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel
@@ -130,6 +131,13 @@ def get_incidents(
     kind: Literal["site", "municipality"] | None = None,
     site_key: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     municipality: MunicipalityCode | None = None,
+    state: Annotated[StateCode | None, Query(description="Only this state's incidents.")] = None,
+    provider: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Exact provider name.")
+    ] = None,
+    acknowledged: Annotated[
+        bool | None, Query(description="false: only those nobody has acknowledged yet.")
+    ] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Limit = 100,
 ) -> IncidentsPage:
@@ -143,6 +151,9 @@ def get_incidents(
         kind=kind,
         site_key=site_key,
         mun_cvegeo=municipality,
+        cve_ent=state,
+        provider=provider,
+        acknowledged=acknowledged,
         before_id=before_id,
         limit=limit + 1,
     )
@@ -150,10 +161,18 @@ def get_incidents(
     rows = rows[:limit]
     nxt = None
     if more:
-        nxt = f"/api/incidents?status={status_.value}&limit={limit}&before_id={rows[-1].id}"
-        for name, value in (("kind", kind), ("site_key", site_key), ("municipality", municipality)):
-            if value is not None:
-                nxt += f"&{name}={value}"
+        query: dict[str, object] = {
+            "status": status_.value,
+            "kind": kind,
+            "site_key": site_key,
+            "municipality": municipality,
+            "state": state,
+            "provider": provider,
+            "acknowledged": None if acknowledged is None else str(acknowledged).lower(),
+            "limit": limit,
+            "before_id": rows[-1].id,
+        }
+        nxt = "/api/incidents?" + urlencode({k: v for k, v in query.items() if v is not None})
     return IncidentsPage(items=[_incident(r) for r in rows], next=nxt)
 
 

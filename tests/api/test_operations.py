@@ -129,6 +129,67 @@ def test_incidents_list_and_acknowledge(
     assert r.status_code == 422
 
 
+def test_incidents_by_provider_state_and_acknowledgement_page_through_exactly_those(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    """Operators list one provider's open incidents in one state, or those nobody has taken
+    yet; every page keeps the filters (and the provider's name is sent encoded)."""
+    viewer = auth(role_keys[Role.VIEWER])
+    with seeded.begin() as conn:
+        provider = conn.execute(
+            text(
+                "SELECT provider FROM incidents WHERE status = 'open' "
+                "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+            )
+        ).scalar_one()
+        ent = conn.execute(
+            text("SELECT min(cve_ent) FROM incidents WHERE status = 'open' AND provider = :p"),
+            {"p": provider},
+        ).scalar_one()
+        acked = conn.execute(
+            text(
+                "UPDATE incidents SET acknowledged_by = 'ana', acknowledged_at = now() "
+                "WHERE id = (SELECT min(id) FROM incidents WHERE status = 'open') RETURNING id"
+            )
+        ).scalar_one()
+        of_provider = {
+            r.id: r.cve_ent
+            for r in conn.execute(
+                text("SELECT id, cve_ent FROM incidents WHERE status = 'open' AND provider = :p"),
+                {"p": provider},
+            )
+        }
+        unacked = set(
+            conn.execute(
+                text(
+                    "SELECT id FROM incidents WHERE status = 'open' AND parent_id IS NULL "
+                    "AND acknowledged_by IS NULL"
+                )
+            ).scalars()
+        )
+
+    def ids(params: dict[str, str]) -> list[int]:
+        found: list[int] = []
+        url: str | None = "/api/incidents"
+        while url:
+            r = client.get(url, params=params if url == "/api/incidents" else None, headers=viewer)
+            assert r.status_code == 200, r.text
+            found += [i["id"] for i in r.json()["items"]]
+            url = r.json()["next"]
+        return found
+
+    assert len(of_provider) >= 2 and len(set(of_provider.values())) >= 2
+    assert set(ids({"provider": provider, "limit": "1"})) == set(of_provider)
+    in_state = {i for i, e in of_provider.items() if e == ent}
+    assert set(ids({"provider": provider, "state": ent, "limit": "1"})) == in_state
+    not_taken = ids({"acknowledged": "false", "limit": "2"})
+    assert set(not_taken) == unacked and acked not in not_taken
+    assert ids({"acknowledged": "true"}) == [acked]
+    assert ids({"provider": "Nobody S.A."}) == []
+    r = client.get("/api/incidents", params={"state": "9"}, headers=viewer)
+    assert r.status_code == 422 and "state" in r.text
+
+
 def test_maintenance_crud(client: TestClient, seeded: Engine, role_keys: dict[Role, str]) -> None:
     op = auth(role_keys[Role.OPERATOR])
     now = datetime.now(UTC)

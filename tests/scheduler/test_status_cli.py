@@ -65,3 +65,38 @@ def test_status_tells_how_current_probes_are_and_counts_every_open_incident(
     # no stored jobs: the interval is this shell's setting, 300 s by default
     assert "Probing is behind: " in out and "the oldest result is 20m0" in out
     assert "more than 3 probe intervals (15m00s)" in out
+
+
+def test_incidents_list_filters_by_provider_state_and_acknowledgement(
+    cli: CliRunner, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        seed_all(conn)
+        rows = conn.execute(
+            text(
+                "SELECT i.id, i.provider, i.cve_ent, s.site_key FROM incidents i "
+                "JOIN sites s ON s.id = i.site_id WHERE i.status = 'open' ORDER BY i.id"
+            )
+        ).all()
+        conn.execute(
+            text(
+                "UPDATE incidents SET acknowledged_by = 'ana', acknowledged_at = now() "
+                "WHERE id = :id"
+            ),
+            {"id": rows[0].id},
+        )
+    provider = rows[0].provider
+    theirs = {r.site_key for r in rows if r.provider == provider}
+    result = cli.invoke(app, ["incidents", "list", "--provider", provider])
+    assert result.exit_code == 0, result.output
+    assert {r.site_key for r in rows if r.site_key in result.output} == theirs
+    result = cli.invoke(app, ["incidents", "list", "--unacked"])
+    assert rows[0].site_key not in result.output
+    assert all(r.site_key in result.output for r in rows[1:])
+    ent = rows[1].cve_ent
+    result = cli.invoke(app, ["incidents", "list", "--state", ent])
+    assert {r.site_key for r in rows if r.site_key in result.output} == {
+        r.site_key for r in rows if r.cve_ent == ent
+    }
+    bad = cli.invoke(app, ["incidents", "list", "--state", "9"])
+    assert bad.exit_code == 1 and "INEGI state code" in bad.output
