@@ -28,6 +28,7 @@ from results.incidents import (
     evaluate_incidents,
     evaluate_incidents_unless_running,
 )
+from results.spool import FlushReport
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ class RoundCounts(Protocol):
         """True when the database was unreachable and the round waits in the spool."""
         ...
 
+    @property
+    def flushed(self) -> FlushReport | None:
+        """What writing the spool (rounds of an earlier outage) did before this round."""
+        ...
+
 
 RoundRunner = Callable[[str], RoundCounts]
 """Runs one probe round over the sites matching an SQL predicate on ``sites`` (alias ``s``)."""
@@ -97,6 +103,7 @@ class BatchRun:
     error: str | None = None
     spooled: bool = False
     incidents_deferred: bool = False  # left to the next evaluation (one was running)
+    flushed: FlushReport | None = None  # spooled rounds written before this one
 
     def describe(self) -> str:
         """One log line for people: what ran, what it saw, how long it took."""
@@ -111,6 +118,7 @@ class BatchRun:
             f"{head}: {self.sites:,} sites, {self.up:,} up, {self.degraded:,} degraded, "
             f"{self.down:,} down in {self.seconds:.2f} s"
         )
+        line += self._spool_note()
         if self.spooled:
             return line + "; database unreachable: results spooled, incidents not updated"
         if self.incidents_deferred:
@@ -121,6 +129,19 @@ class BatchRun:
             + f"; incidents +{inc.opened} -{inc.closed}"
             + (f", {inc.suppressed} suppressed by maintenance" if inc.suppressed else "")
         )
+
+    def _spool_note(self) -> str:
+        report = self.flushed
+        if report is None or not (report.written or report.already_written or report.rejected):
+            return ""
+        note = f"; wrote {report.written} spooled round(s) from an outage first"
+        if report.already_written:
+            note += f" ({report.already_written} were already in)"
+        if report.rejected:
+            note += f", {len(report.rejected)} refused and moved to the spool's rejected folder"
+        if report.remaining:
+            note += f", {report.remaining} still waiting"
+        return note
 
 
 def batch_count(conn: Connection, settings: Settings) -> int:
@@ -269,6 +290,7 @@ def _run_locked(
         changes,
         spooled=counts.spooled,
         incidents_deferred=deferred,
+        flushed=counts.flushed,
     )
     _finish(engine, batch, batches, slot, "done", result=result)
     return result

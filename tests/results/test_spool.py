@@ -17,6 +17,7 @@ from core.settings import Settings
 from db.cluster import EmbeddedCluster
 from db.migrate import upgrade
 from results.batch import RoundBatch, RoundRecord
+from results.batches import run_batch
 from results.rounds import RoundSummary, run_round
 from results.spool import flush_spool, pending_rounds, spool_round
 from tests.probes import http_servers as srv
@@ -88,10 +89,24 @@ def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
         private_cluster.start()
         keep = tmp_path / "copy.gz"
         shutil.copy(spooled[0], keep)
-        report = flush_spool(engine, settings)
-        assert (report.written, report.already_written, report.remaining) == (1, 0, 0)
+        # The scheduler's next batch writes the spool first and its log line says so.
+        with srv.raw_server(srv.close_delimited) as (host, port):
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE sites SET http_url = :u"), {"u": f"http://{host}:{port}/"}
+                )
+            run = run_batch(
+                engine,
+                settings,
+                batch=0,
+                batches=1,
+                probe=lambda where: run_round(engine, settings, kinds={"http"}, sites_where=where),
+                runner="t",
+            )
+        assert run.flushed is not None and run.flushed.written == 1
+        assert "wrote 1 spooled round(s) from an outage first" in run.describe()
         assert pending_rounds(settings) == []
-        assert round_counts(engine) == (2, 8, 4)
+        assert round_counts(engine) == (3, 12, 4)
         with engine.connect() as conn:
             from_spool = conn.execute(
                 text("SELECT from_spool FROM probe_rounds WHERE id = :i"),
@@ -103,7 +118,7 @@ def test_round_is_spooled_while_the_database_is_down_and_written_once_after(
         shutil.copy(keep, spooled[0])
         report = flush_spool(engine, settings)
         assert (report.written, report.already_written) == (0, 1)
-        assert round_counts(engine) == (2, 8, 4)
+        assert round_counts(engine) == (3, 12, 4)
         assert flush_spool(engine, settings).written == 0
     finally:
         engine.dispose()
