@@ -54,3 +54,30 @@ def format_duration(value: timedelta) -> str:
     if seconds < 48 * 3600:
         return f"{round(seconds / 3600, 1):g} h"
     return f"{round(seconds / 86400, 1):g} days"
+
+
+_OPER_STATUS = {
+    1: "up",
+    2: "down",
+    3: "testing",
+    4: "unknown",
+    5: "dormant",
+    6: "not present",
+    7: "lower layer down",
+}
+
+
+def oper_status(code: int | None) -> str:
+    """IF-MIB ifOperStatus in words ("up", "down", "lower layer down"); "—" if not read."""
+    if code is None:
+        return "—"
+    return _OPER_STATUS.get(code, f"code {code}")
+
+
+def tls_expiry(days_left: float | None) -> str:
+    """A certificate's expiry in words: "in 43 days", "in 5 hours", "3 days ago"; "—" if none."""
+    if days_left is None:
+        return "—"
+    if days_left < 0:
+        return f"expired {format_duration(timedelta(days=-days_left))} ago"
+    return f"expires in {format_duration(timedelta(days=days_left))}"

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from api.auth import Permission, Principal, authenticate_token, create_session, end_session
 from api.charts import format_bps, series_svg
 from api.deps import SESSION_COOKIE, Conn, SettingsDep, optional_caller
-from api.display import format_duration, format_when, incident_cause
+from api.display import format_duration, format_when, incident_cause, oper_status, tls_expiry
 from api.queries.card import Period, site_card_json
 from api.queries.status import SummaryDimension, state_counts, status_summary
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
@@ -34,6 +34,8 @@ TEMPLATES.env.filters["bps"] = format_bps
 TEMPLATES.env.filters["when"] = format_when
 TEMPLATES.env.filters["cause"] = incident_cause
 TEMPLATES.env.filters["duration"] = format_duration
+TEMPLATES.env.filters["oper_status"] = oper_status
+TEMPLATES.env.filters["tls_expiry"] = tls_expiry
 
 router = APIRouter(include_in_schema=False)
 

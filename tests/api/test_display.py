@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from api.display import format_duration, format_when, incident_cause
+from api.display import format_duration, format_when, incident_cause, oper_status, tls_expiry
 
 NOW = datetime(2026, 12, 7, 13, 0, 30, tzinfo=UTC)
 
@@ -59,3 +59,17 @@ def test_incident_causes_read_as_words_and_unknown_ones_pass_through() -> None:
 )
 def test_durations_read_in_words(span: timedelta, shown: str) -> None:
     assert format_duration(span) == shown
+
+
+def test_interface_status_and_certificate_expiry_in_words() -> None:
+    assert [oper_status(c) for c in (1, 2, 7, 99, None)] == [
+        "up",
+        "down",
+        "lower layer down",
+        "code 99",
+        "—",
+    ]
+    assert tls_expiry(43) == "expires in 43 days"
+    assert tls_expiry(0.25) == "expires in 6 h"
+    assert tls_expiry(-3) == "expired 3 days ago"
+    assert tls_expiry(None) == "—"

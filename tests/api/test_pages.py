@@ -42,6 +42,10 @@ def test_dashboard_site_and_coverage_pages(
     site = client.get("/sites/TST00001").text
     assert "TST00001" in site and "<svg" in site and "Nearby sites" in site
     assert "cannot run live probes" in site
+    # what the probes saw, in words: each kind, the WAN interface
+    words = " ".join(site.split())
+    assert '<dd id="last-snmp">answered <div class="muted">WAN interface up</div>' in words
+    assert '<dd id="last-http">status 200</dd>' in words
     # where it is, for the technician's phone: a geo: link to the site's coordinates
     geo = re.search(r'id="geo-link" href="geo:(-?[\d.]+),(-?[\d.]+)\?q=', site)
     assert geo is not None
@@ -76,6 +80,26 @@ def test_dashboard_site_and_coverage_pages(
     login(client, role_keys[Role.TECHNICIAN])
     assert "Acknowledge" in client.get("/").text
     assert 'data-probe="TST00001"' in client.get("/sites/TST00001").text
+
+
+def test_site_page_tells_a_failing_https_probe_and_its_certificate(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    with seeded.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE site_status SET http_ok = false, http_status = 503, "
+                "http_error = 'http_status: HTTP status 503', tls_days_left = -3, "
+                "oper_status = 7 WHERE site_id = (SELECT id FROM sites WHERE site_key = 'TST00002')"
+            )
+        )
+    login(client, role_keys[Role.VIEWER], "/sites/TST00002")
+    words = " ".join(client.get("/sites/TST00002").text.split())
+    assert "WAN interface lower layer down" in words
+    assert (
+        '<dd id="last-http">http_status: HTTP status 503 '
+        '<div class="muted">TLS certificate expired 3 days ago</div>' in words
+    )
 
 
 def test_dashboard_says_how_current_the_probes_are(
