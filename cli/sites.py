@@ -9,9 +9,14 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from sqlalchemy import Connection, text
 
+from api.charts import format_bps
+from api.display import format_when, oper_status, tls_expiry
 from cli.common import console, database, err_console, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput, NotFound
+from results.current import current_state_sql
+from results.incidents import list_incidents
 from sites.exporter import export_sites
 from sites.filters import SiteFilter
 from sites.generator import PROGRAMME_TOTAL, generate_sites, write_sites_csv
@@ -294,12 +299,26 @@ def show(
                 raise
             found = get_site(conn, int(site))
         changes = site_history(conn, found.id, limit=history) if history else []
+        probes = _probe_rows(conn, found.id)
+        incidents = list_incidents(conn, status="open", site_key=found.site_key, limit=5)
     detail = Table(title=f"{found.site_key} — {found.name}", show_header=False)
     detail.add_column("field")
     detail.add_column("value", overflow="fold")
     for name, value in found.model_dump(exclude={"distance_m"}).items():
         detail.add_row(name, "" if value is None else str(value))
     console.print(detail)
+    seen = Table(title="What the probes saw", show_header=False)
+    seen.add_column("field")
+    seen.add_column("value", overflow="fold")
+    for name, value in probes:
+        seen.add_row(name, value)
+    for inc in incidents:
+        seen.add_row(
+            "open incident",
+            f"#{inc.id} {inc.cause} since {format_when(inc.started_at)}"
+            + (f", acknowledged by {inc.acknowledged_by}" if inc.acknowledged_by else ""),
+        )
+    console.print(seen)
     if changes:
         log = Table(title="Changes (newest first)")
         for column in ("when", "by", "action", "what"):
@@ -312,3 +331,50 @@ def show(
                 ", ".join(f"{k}: {v}" for k, v in change.changes.items()),
             )
         console.print(log)
+
+
+def _probe_rows(conn: Connection, site_id: int) -> list[tuple[str, str]]:
+    """The site's current state and what its last probes saw, as (field, words) rows."""
+    row = conn.execute(
+        text(
+            f"SELECT {current_state_sql('s', 'st')} AS current, st.* FROM sites s "
+            "LEFT JOIN site_status st ON st.site_id = s.id WHERE s.id = :id"
+        ),
+        {"id": site_id},
+    ).one()
+    rows = [("state now", str(row.current))]
+    if row.last_probe_at is None:
+        return [*rows, ("last probe", "never probed")]
+    if row.current == "unmonitored":
+        rows.append(("last probe state", f"{row.state} (history: the site is not probed now)"))
+    rows += [
+        ("since", format_when(row.state_since)),
+        ("last probe", format_when(row.last_probe_at)),
+        ("last ok", format_when(row.last_ok_at)),
+        ("last error", row.last_error or "—"),
+        ("latency", "—" if row.latency_ms is None else f"{row.latency_ms:.1f} ms"),
+        (
+            "snmp",
+            "not probed"
+            if row.snmp_ok is None
+            else ("answered" if row.snmp_ok else (row.snmp_error or "failed"))
+            + f"; WAN interface {oper_status(row.oper_status)}",
+        ),
+        (
+            "http",
+            "not probed"
+            if row.http_ok is None
+            else (f"status {row.http_status}" if row.http_ok else (row.http_error or "failed"))
+            + (
+                f"; TLS certificate {tls_expiry(row.tls_days_left)}"
+                if row.tls_days_left is not None
+                else ""
+            ),
+        ),
+        (
+            "traffic in / out",
+            f"{format_bps(row.in_bps)} / {format_bps(row.out_bps)}"
+            + (f", measured {format_when(row.rates_at)}" if row.rates_at else ""),
+        ),
+    ]
+    return rows

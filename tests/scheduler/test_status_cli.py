@@ -100,3 +100,52 @@ def test_incidents_list_filters_by_provider_state_and_acknowledgement(
     }
     bad = cli.invoke(app, ["incidents", "list", "--state", "9"])
     assert bad.exit_code == 1 and "INEGI state code" in bad.output
+
+
+def test_sites_show_tells_what_the_probes_saw(cli: CliRunner, engine: Engine) -> None:
+    """A technician's check from a terminal: state now, each probe kind in words, the open
+    incident; a suspended site's last probes as history; a site never probed says so."""
+    with engine.begin() as conn:
+        seed_all(conn)
+        conn.execute(
+            text(
+                "UPDATE site_status SET http_ok = false, http_status = 503, state = 'degraded', "
+                "http_error = 'http_status: HTTP status 503', tls_days_left = 20, "
+                "oper_status = 2 WHERE site_id = (SELECT id FROM sites WHERE site_key = :k)"
+            ),
+            {"k": "TST00002"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO incidents (kind, site_id, status, cause, started_at, opened_at) "
+                "SELECT 'site', id, 'open', 'failures', now(), now() FROM sites "
+                "WHERE site_key = 'TST00002'"
+            )
+        )
+        suspended = conn.execute(
+            text(
+                "SELECT s.site_key FROM sites s JOIN site_status st ON st.site_id = s.id "
+                "WHERE s.status = 'suspended' AND st.state = 'down' LIMIT 1"
+            )
+        ).scalar_one()
+        never = conn.execute(
+            text(
+                "SELECT site_key FROM sites s WHERE status = 'active' AND NOT EXISTS "
+                "(SELECT 1 FROM site_status WHERE site_id = s.id) LIMIT 1"
+            )
+        ).scalar_one()
+
+    def show(key: str) -> str:
+        result = cli.invoke(app, ["sites", "show", key, "--history", "0"])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    out = show("TST00002")
+    assert "state now degraded" in out
+    assert "snmp answered; WAN interface down" in out
+    assert "http http_status: HTTP status 503; TLS certificate expires in 20 days" in out
+    assert "open incident #" in out and "failures since" in out
+    out = show(suspended)
+    assert "state now unmonitored" in out
+    assert "last probe state down (history: the site is not probed now)" in out
+    assert "state now unknown last probe never probed" in show(never)
