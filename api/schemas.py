@@ -59,6 +59,28 @@ class StatusGroupPublic(BaseModel):
     up_pct: float | None = Field(description="Up share of probed sites, percent.")
 
 
+class ProbeFreshnessPublic(BaseModel):
+    """How current the probes are: is monitoring itself keeping up?"""
+
+    probeable: int = Field(
+        description="Active or installed sites with a management address or a probe URL."
+    )
+    never_probed: int = Field(description="Probeable sites with no result yet.")
+    no_probe_target: int = Field(
+        description="Active or installed sites with neither: nothing to probe."
+    )
+    oldest_probe_at: datetime | None = Field(
+        description="The oldest last probe among probeable sites."
+    )
+    last_batch_at: datetime | None = Field(description="When the last probe batch finished.")
+    last_batch_sites: int | None
+    probe_interval_s: int = Field(description="This server's CONECTADO_PROBE_INTERVAL.")
+    behind: bool = Field(
+        description="True when oldest_probe_at is more than 3 probe intervals ago: probing "
+        "stopped or cannot keep up."
+    )
+
+
 class StatusSummary(BaseModel):
     """The operators' status summary."""
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from sqlalchemy import Connection, text
@@ -79,3 +79,12 @@ def probe_freshness(conn: Connection) -> ProbeFreshness:
         ).one_or_none()
         return ProbeFreshness(0, 0, 0, None, last[0] if last else None, last[1] if last else None)
     return ProbeFreshness(**row._mapping)
+
+
+def probes_behind(fresh: ProbeFreshness, interval_s: float, now: datetime | None = None) -> bool:
+    """True when the oldest result of a probeable site is more than ``PROBES_LATE_INTERVALS``
+    probe intervals old: probing stopped or cannot keep up."""
+    if fresh.oldest_probe_at is None:
+        return False
+    age = ((now or datetime.now(UTC)) - fresh.oldest_probe_at).total_seconds()
+    return age > PROBES_LATE_INTERVALS * interval_s

@@ -11,13 +11,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel
 
-from api.deps import Acknowledger, Conn, MaintenanceWriter, Reader
+from api.deps import Acknowledger, Conn, MaintenanceWriter, Reader, SettingsDep
 from api.queries.status import SummaryDimension, state_counts, status_summary
 from api.schemas import (
     Acknowledge,
     IncidentPublic,
     IncidentsPage,
     MunicipalityCode,
+    ProbeFreshnessPublic,
     StateCode,
     StateCounts,
     StatusGroupPublic,
@@ -27,6 +28,7 @@ from api.schemas import (
     WindowUpdate,
 )
 from core.errors import InvalidInput, NotFound
+from results.current import probe_freshness, probes_behind
 from results.incidents import (
     Incident,
     acknowledge_incident,
@@ -55,6 +57,25 @@ def get_state_counts(conn: Conn, caller: Reader) -> StateCounts:
     not probed at all (unmonitored: planned or suspended)."""
     counts = state_counts(conn)
     return StateCounts(**counts, total=sum(counts.values()))
+
+
+@router.get(
+    "/status/probes", response_model=ProbeFreshnessPublic, summary="How current the probes are"
+)
+def get_probe_freshness(conn: Conn, caller: Reader, cfg: SettingsDep) -> ProbeFreshnessPublic:
+    """Return how many sites can be probed, how many have no result yet, and how old the oldest
+    result is; ``behind`` flags probing that stopped or cannot keep up."""
+    fresh = probe_freshness(conn)
+    return ProbeFreshnessPublic(
+        probeable=fresh.probeable,
+        never_probed=fresh.never,
+        no_probe_target=fresh.no_target,
+        oldest_probe_at=fresh.oldest_probe_at,
+        last_batch_at=fresh.last_batch_at,
+        last_batch_sites=fresh.last_batch_sites,
+        probe_interval_s=cfg.probe_interval,
+        behind=probes_behind(fresh, cfg.probe_interval),
+    )
 
 
 @router.get("/status/summary", response_model=StatusSummary, summary="Status summary by group")

@@ -9,7 +9,7 @@ API with that cookie and the X-Requested-With header.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from api.display import format_duration, format_when, incident_cause, oper_statu
 from api.queries.card import Period, site_card_json
 from api.queries.status import SummaryDimension, state_counts, status_summary
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
-from results.current import PROBES_LATE_INTERVALS, probe_freshness
+from results.current import PROBES_LATE_INTERVALS, probe_freshness, probes_behind
 from results.incidents import count_open_incidents, list_incidents
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -146,9 +146,7 @@ def dashboard(request: Request, conn: Conn, caller: MaybeCaller, cfg: SettingsDe
     open_sites, open_municipal = count_open_incidents(conn)
     fresh = probe_freshness(conn)
     late_after = timedelta(seconds=PROBES_LATE_INTERVALS * cfg.probe_interval)
-    behind = (
-        fresh.oldest_probe_at is not None and datetime.now(UTC) - fresh.oldest_probe_at > late_after
-    )
+    behind = probes_behind(fresh, cfg.probe_interval)
     return _page(
         request,
         "dashboard.html",

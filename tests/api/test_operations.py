@@ -242,3 +242,36 @@ def test_maintenance_crud(client: TestClient, seeded: Engine, role_keys: dict[Ro
     assert client.delete(f"/api/maintenance/{window['id']}", headers=op).status_code == 204
     assert client.get(f"/api/maintenance/{window['id']}", headers=op).status_code == 404
     assert client.delete(f"/api/maintenance/{window['id']}", headers=op).status_code == 404
+
+
+def test_probe_freshness_for_a_noc(
+    client: TestClient, seeded: Engine, role_keys: dict[Role, str]
+) -> None:
+    """GET /api/status/probes: the figures a NOC polls to know monitoring itself works."""
+    viewer = auth(role_keys[Role.VIEWER])
+    body = client.get("/api/status/probes", headers=viewer).json()
+    with seeded.connect() as conn:
+        probeable, never, oldest = conn.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE st.site_id IS NULL), "
+                "min(st.last_probe_at) FROM sites s "
+                "LEFT JOIN site_status st ON st.site_id = s.id "
+                "WHERE s.status IN ('active', 'installed')"
+            )
+        ).one()
+    assert (body["probeable"], body["never_probed"], body["no_probe_target"]) == (
+        probeable,
+        never,
+        0,
+    )
+    assert datetime.fromisoformat(body["oldest_probe_at"]) == oldest
+    assert body["probe_interval_s"] == 300 and body["behind"] is False
+    with seeded.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE site_status SET last_probe_at = now() - interval '16 minutes' "
+                "WHERE site_id = (SELECT min(site_id) FROM site_status)"
+            )
+        )
+    assert client.get("/api/status/probes", headers=viewer).json()["behind"] is True
+    assert client.get("/api/status/probes").status_code == 401
