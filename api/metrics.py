@@ -124,12 +124,12 @@ def platform_metrics(conn: Connection) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "conectado_sites_never_probed",
         "Probeable active or installed sites with no probe result yet.",
-        value=fresh.never,
+        value=fresh.never_probed,
     )
     yield GaugeMetricFamily(
         "conectado_sites_without_probe_target",
         "Active or installed sites with neither a management address nor a probe URL.",
-        value=fresh.no_target,
+        value=fresh.no_probe_target,
     )
 
     if _table_exists(conn, "incidents"):

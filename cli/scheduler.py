@@ -164,7 +164,9 @@ def _freshness_line(fresh: ProbeFreshness, now: datetime, interval_s: float) -> 
         text = "No active or installed site has a management address or a probe URL."
     else:
         text = f"{fresh.probeable:,} probeable sites" + (
-            f", {fresh.never:,} with no result yet" if fresh.never else ", all with a result"
+            f", {fresh.never_probed:,} with no result yet"
+            if fresh.never_probed
+            else ", all with a result"
         )
         if fresh.oldest_probe_at is not None:
             age = (now - fresh.oldest_probe_at).total_seconds()
@@ -175,10 +177,10 @@ def _freshness_line(fresh: ProbeFreshness, now: datetime, interval_s: float) -> 
                     f"probe intervals ({_duration(PROBES_LATE_INTERVALS * interval_s)}). Is "
                     "`conectado scheduler run` running?"
                 )
-    if fresh.no_target:
+    if fresh.no_probe_target:
         text += (
-            f"\n{fresh.no_target:,} active or installed sites have neither a management address "
-            "nor a probe URL: nothing to probe."
+            f"\n{fresh.no_probe_target:,} active or installed sites have neither a management "
+            "address nor a probe URL: nothing to probe."
         )
     return text
 

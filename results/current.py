@@ -44,8 +44,8 @@ class ProbeFreshness:
     """How current the probes are: is monitoring itself keeping up?"""
 
     probeable: int  # probed statuses with a management address or a probe URL
-    no_target: int  # probed statuses with neither: nothing to probe
-    never: int  # probeable sites with no result yet
+    no_probe_target: int  # probed statuses with neither: nothing to probe
+    never_probed: int  # probeable sites with no result yet
     oldest_probe_at: datetime | None  # the oldest last probe among probeable sites
     last_batch_at: datetime | None
     last_batch_sites: int | None
@@ -58,9 +58,10 @@ def probe_freshness(conn: Connection) -> ProbeFreshness:
             f"""
             SELECT count(*) FILTER (WHERE s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
                        AS probeable,
-                   count(*) FILTER (WHERE s.mgmt_ip IS NULL AND s.http_url IS NULL) AS no_target,
+                   count(*) FILTER (WHERE s.mgmt_ip IS NULL AND s.http_url IS NULL)
+                       AS no_probe_target,
                    count(*) FILTER (WHERE (s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
-                                    AND st.last_probe_at IS NULL) AS never,
+                                    AND st.last_probe_at IS NULL) AS never_probed,
                    min(st.last_probe_at) FILTER (WHERE s.mgmt_ip IS NOT NULL
                                                  OR s.http_url IS NOT NULL) AS oldest_probe_at,
                    r.finished_at AS last_batch_at, r.sites AS last_batch_sites

@@ -67,12 +67,7 @@ def get_probe_freshness(conn: Conn, caller: Reader, cfg: SettingsDep) -> ProbeFr
     result is; ``behind`` flags probing that stopped or cannot keep up."""
     fresh = probe_freshness(conn)
     return ProbeFreshnessPublic(
-        probeable=fresh.probeable,
-        never_probed=fresh.never,
-        no_probe_target=fresh.no_target,
-        oldest_probe_at=fresh.oldest_probe_at,
-        last_batch_at=fresh.last_batch_at,
-        last_batch_sites=fresh.last_batch_sites,
+        **asdict(fresh),
         probe_interval_s=cfg.probe_interval,
         behind=probes_behind(fresh, cfg.probe_interval),
     )

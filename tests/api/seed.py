@@ -8,6 +8,8 @@ of a seeded site never sends traffic off the machine.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, text
 
 SECRET_COMMUNITY = "pl4nted-s3cret-community"
@@ -219,3 +221,16 @@ def seed_all(conn: Connection, count: int = 120) -> None:
     seed_sites(conn, count)
     seed_history(conn, 1)
     seed_open_incidents(conn)
+
+
+def probe_coverage(conn: Connection) -> tuple[int, int, datetime | None]:
+    """(probeable, never probed, oldest last probe) of the active or installed sites, straight
+    from the tables (every seeded site has a management address)."""
+    probeable, never, oldest = conn.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE st.site_id IS NULL), min(st.last_probe_at) "
+            "FROM sites s LEFT JOIN site_status st ON st.site_id = s.id "
+            "WHERE s.status IN ('active', 'installed')"
+        )
+    ).one()
+    return int(probeable), int(never), oldest

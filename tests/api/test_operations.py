@@ -7,6 +7,7 @@ from sqlalchemy import Engine, text
 
 from api.auth import Role
 from tests.api.conftest import auth
+from tests.api.seed import probe_coverage
 
 
 def test_status_counts_match_the_database(
@@ -251,14 +252,7 @@ def test_probe_freshness_for_a_noc(
     viewer = auth(role_keys[Role.VIEWER])
     body = client.get("/api/status/probes", headers=viewer).json()
     with seeded.connect() as conn:
-        probeable, never, oldest = conn.execute(
-            text(
-                "SELECT count(*), count(*) FILTER (WHERE st.site_id IS NULL), "
-                "min(st.last_probe_at) FROM sites s "
-                "LEFT JOIN site_status st ON st.site_id = s.id "
-                "WHERE s.status IN ('active', 'installed')"
-            )
-        ).one()
+        probeable, never, oldest = probe_coverage(conn)
     assert (body["probeable"], body["never_probed"], body["no_probe_target"]) == (
         probeable,
         never,

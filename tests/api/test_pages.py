@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.auth import Role
-from tests.api.seed import SECRETS
+from tests.api.seed import SECRETS, probe_coverage
 
 
 def login(client: TestClient, token: str, next_: str = "/") -> None:
@@ -108,13 +108,7 @@ def test_dashboard_says_how_current_the_probes_are(
     """Operators see whether monitoring keeps up: how many probeable sites have a result, the
     oldest result, sites with nothing to probe, and a warning when probing is behind."""
     with seeded.connect() as conn:
-        probeable, never = conn.execute(
-            text(
-                "SELECT count(*), count(*) FILTER (WHERE st.site_id IS NULL) FROM sites s "
-                "LEFT JOIN site_status st ON st.site_id = s.id "
-                "WHERE s.status IN ('active', 'installed')"
-            )
-        ).one()
+        probeable, never, _ = probe_coverage(conn)
     login(client, role_keys[Role.VIEWER])
     page = client.get("/").text
     fresh = re.search(r'<p class="muted" id="freshness">(.*?)</p>', page, re.S)
