@@ -565,7 +565,8 @@ def _demo(
         api_proc = run.spawn(
             "api",
             [_conectado(), "serve", "--host", cfg.api_host, "--port", str(api_port)],
-            _child_env(run, url),
+            # the scheduler's interval: the pages judge from it whether probing is behind
+            _child_env(run, url, CONECTADO_PROBE_INTERVAL=str(interval)),
         )
 
         maps = run.step("Coverage and maps", lambda: _coverage_and_maps(run, eng))

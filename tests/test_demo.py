@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -75,6 +76,9 @@ def _check_served(out: str, port: int) -> None:
         assert "<html" in body.lower(), url
     status, _ = _get(f"{base}/healthz", key.group(1))
     assert status == 200
+    # the API judges freshness by the scheduler's interval (10 s here), not its own default
+    status, body = _get(f"{base}/api/status/probes", key.group(1))
+    assert status == 200 and json.loads(body)["probe_interval_s"] == 10, body
 
 
 def _check_lab_tls_trusted(db_url: str) -> None:
