@@ -13,7 +13,12 @@ import scheduler as sched
 from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput
 from results.batches import recent_batch_runs
-from results.current import PROBES_LATE_INTERVALS, ProbeFreshness, probe_freshness
+from results.current import (
+    PROBES_LATE_INTERVALS,
+    ProbeFreshness,
+    probe_freshness,
+    probes_behind,
+)
 from results.incidents import (
     Incident,
     acknowledge_incident,
@@ -171,7 +176,7 @@ def _freshness_line(fresh: ProbeFreshness, now: datetime, interval_s: float) -> 
         if fresh.oldest_probe_at is not None:
             age = (now - fresh.oldest_probe_at).total_seconds()
             text += f"; the oldest result is {_duration(age)} old"
-            if age > PROBES_LATE_INTERVALS * interval_s:
+            if probes_behind(fresh, interval_s, now):
                 text = (
                     f"[bold red]Probing is behind[/]: {text}, more than {PROBES_LATE_INTERVALS} "
                     f"probe intervals ({_duration(PROBES_LATE_INTERVALS * interval_s)}). Is "

@@ -53,7 +53,7 @@ class ProbeFreshness:
 
 def probe_freshness(conn: Connection) -> ProbeFreshness:
     """Return how many monitored sites can be probed, and how old their oldest result is."""
-    row = conn.execute(
+    counts = conn.execute(
         text(
             f"""
             SELECT count(*) FILTER (WHERE s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
@@ -63,23 +63,21 @@ def probe_freshness(conn: Connection) -> ProbeFreshness:
                    count(*) FILTER (WHERE (s.mgmt_ip IS NOT NULL OR s.http_url IS NOT NULL)
                                     AND st.last_probe_at IS NULL) AS never_probed,
                    min(st.last_probe_at) FILTER (WHERE s.mgmt_ip IS NOT NULL
-                                                 OR s.http_url IS NOT NULL) AS oldest_probe_at,
-                   r.finished_at AS last_batch_at, r.sites AS last_batch_sites
+                                                 OR s.http_url IS NOT NULL) AS oldest_probe_at
             FROM sites s
             LEFT JOIN site_status st ON st.site_id = s.id
-            LEFT JOIN LATERAL (SELECT finished_at, sites FROM probe_rounds
-                               ORDER BY started_at DESC LIMIT 1) r ON true
             WHERE {probed_sql("s")}
-            GROUP BY r.finished_at, r.sites
             """
         )
+    ).one()
+    last = conn.execute(
+        text("SELECT finished_at, sites FROM probe_rounds ORDER BY started_at DESC LIMIT 1")
     ).one_or_none()
-    if row is None:  # no probed site at all
-        last = conn.execute(
-            text("SELECT finished_at, sites FROM probe_rounds ORDER BY started_at DESC LIMIT 1")
-        ).one_or_none()
-        return ProbeFreshness(0, 0, 0, None, last[0] if last else None, last[1] if last else None)
-    return ProbeFreshness(**row._mapping)
+    return ProbeFreshness(
+        **counts._mapping,
+        last_batch_at=None if last is None else last.finished_at,
+        last_batch_sites=None if last is None else last.sites,
+    )
 
 
 def probes_behind(fresh: ProbeFreshness, interval_s: float, now: datetime | None = None) -> bool:

@@ -136,8 +136,9 @@
 
   /* A legend control; sections keyed by base-layer name follow the layer switcher. */
   /* A map narrower or lower than these (a phone; the site page's frame, 540 x 420 beside the
-     status card on a desktop; the coverage page's frame) starts with its legend folded and no
-     popup open: a 250 px legend and a 230 px popup would cover the map the user came to see. */
+     status card on a desktop; the dashboard's 420 px high frame) starts with its legend folded
+     and no popup open: a 250 px legend and a 230 px popup would cover the map the user came to
+     see. The coverage page's frame is 600 px high so that its legend stays open. */
   C.NARROW_PX = 720;
   C.LOW_PX = 480;
   C.isNarrow = function (map) {
