@@ -146,6 +146,18 @@
     return size.x < C.NARROW_PX || size.y < C.LOW_PX;
   };
 
+  /* A layer switcher made expanded (the coverage map's, so that its two views are seen at
+     once) starts collapsed to its icon on a small map, where its list would cover the map. */
+  var layersOnAdd = L.Control.Layers.prototype.onAdd;
+  L.Control.Layers.include({
+    onAdd: function (map) {
+      if (C.isNarrow(map)) {
+        this.options.collapsed = true;
+      }
+      return layersOnAdd.call(this, map);
+    },
+  });
+
   C.legend = function (map, header, sections, initial) {
     var control = L.control({ position: "bottomright" });
     control.onAdd = function () {

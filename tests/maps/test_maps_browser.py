@@ -149,6 +149,31 @@ def test_coverage_map_in_chromium(
         opened.close()
 
 
+def test_coverage_map_on_a_phone_starts_with_its_controls_folded(
+    browser: Any, maps_engine: Engine, map_settings: Settings, tmp_path: Path
+) -> None:
+    """At desktop size the coverage map's layer switcher is open; on a phone it starts as its
+    icon (the list covered the top of the map) and a tap opens it, the legend likewise."""
+    html = render_coverage_map(maps_engine, map_settings)
+    path = _write(tmp_path, "coverage-sizes", html)
+    for viewport, expanded in (((1280, 860), 1), ((360, 640), 0)):
+        opened = open_map(browser, path, viewport=viewport)
+        try:
+            page = opened.page
+            assert page.locator(".leaflet-control-layers-expanded").count() == expanded
+            assert page.locator(".cx-legend-section").first.is_visible() == bool(expanded)
+            if not expanded:
+                _screenshot(page, "coverage-phone")
+                page.hover(".leaflet-control-layers")  # the icon opens the list
+                assert page.locator(".leaflet-control-layers-expanded").count() == 1
+                page.get_by_text(DENSITY_LAYER, exact=True).first.click()
+                page.click(".cx-legend-toggle")
+                visible = " ".join(page.locator(".cx-legend-section:visible").all_inner_texts())
+                assert DENSITY_LAYER in visible
+        finally:
+            opened.close()
+
+
 def test_health_map_in_chromium(
     browser: Any, maps_engine: Engine, map_settings: Settings, as_of: datetime, tmp_path: Path
 ) -> None:
