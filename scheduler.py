@@ -18,6 +18,7 @@ Jobs (UTC):
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -377,6 +378,9 @@ def run_forever(engine: Engine, settings: Settings, *, probe: RoundRunner | None
         stop.set()
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # `kill -USR1 <pid>` writes every thread's stack to stderr (the log): what a scheduler that
+    # seems stuck is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sched = ConectadoScheduler(engine, settings, probe=probe)
     try:
         sched.start()
@@ -386,4 +390,5 @@ def run_forever(engine: Engine, settings: Settings, *, probe: RoundRunner | None
         sched.shutdown(wait=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        faulthandler.unregister(signal.SIGUSR1)
     return 0

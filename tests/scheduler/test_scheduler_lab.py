@@ -286,7 +286,13 @@ def test_sigterm_mid_round_finishes_the_batch_and_exits_cleanly(
     try:
         _wait_for(running, timeout=60, step=0.05)
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=30)[0]
+        try:
+            out = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # its threads' stacks, to say where it hangs
+            time.sleep(1)
+            proc.kill()
+            pytest.fail(f"not stopped 30 s after SIGTERM:\n{proc.communicate()[0][-8000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -300,6 +306,34 @@ def test_sigterm_mid_round_finishes_the_batch_and_exits_cleanly(
         ).scalar_one()
         assert written == 10  # 5 sites × (SNMP + HTTP)
         assert conn.execute(text("SELECT count(*) FROM probe_rounds")).scalar_one() == 1
+
+
+@pytest.mark.slow
+def test_usr1_dumps_every_thread_and_the_scheduler_goes_on(
+    lab: Lab, engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """`kill -USR1` shows what a scheduler that seems stuck is doing, without stopping it."""
+    cfg = fast_settings(settings)
+    add_lab_sites(engine, lab.take(steady=2, dead=0))
+    proc = _start(cfg, tmp_path / "v", "--interval", "2", "--batches", "1")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        _wait_for(lambda: any("started" in line for line in lines), timeout=60)
+        proc.send_signal(signal.SIGUSR1)
+        _wait_for(lambda: any("(most recent call first)" in line for line in lines), timeout=10)
+        done = _done_runs(engine)
+        _wait_for(lambda: _done_runs(engine) >= done + 2, timeout=30)  # it went on probing
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(10)
+    out = "".join(lines)
+    assert "run_forever" in out  # the main thread's stack, waiting for a signal
+    assert "stopped" in out
 
 
 @pytest.mark.slow
