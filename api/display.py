@@ -81,3 +81,11 @@ def tls_expiry(days_left: float | None) -> str:
     if days_left < 0:
         return f"expired {format_duration(timedelta(days=-days_left))} ago"
     return f"expires in {format_duration(timedelta(days=days_left))}"
+
+
+def probe_result(ok: bool | None, error: str | None, answer: str = "answered") -> str:
+    """One probe kind's last result in words: ``answer`` when it succeeded, its error when it
+    failed, "not probed" when the site has none of that kind (page and CLI say the same)."""
+    if ok is None:
+        return "not probed"
+    return answer if ok else (error or "failed")

@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import Connection, text
 
 from api.charts import format_bps
-from api.display import format_when, oper_status, tls_expiry
+from api.display import format_when, oper_status, probe_result, tls_expiry
 from cli.common import console, database, err_console, friendly_errors, rich_progress, settings
 from core.errors import InvalidInput, NotFound
 from results.current import current_state_sql
@@ -355,20 +355,18 @@ def _probe_rows(conn: Connection, site_id: int) -> list[tuple[str, str]]:
         ("latency", "—" if row.latency_ms is None else f"{row.latency_ms:.1f} ms"),
         (
             "snmp",
-            "not probed"
-            if row.snmp_ok is None
-            else ("answered" if row.snmp_ok else (row.snmp_error or "failed"))
-            + f"; WAN interface {oper_status(row.oper_status)}",
+            probe_result(row.snmp_ok, row.snmp_error)
+            + (
+                "" if row.oper_status is None else f"; WAN interface {oper_status(row.oper_status)}"
+            ),
         ),
         (
             "http",
-            "not probed"
-            if row.http_ok is None
-            else (f"status {row.http_status}" if row.http_ok else (row.http_error or "failed"))
+            probe_result(row.http_ok, row.http_error, f"status {row.http_status}")
             + (
-                f"; TLS certificate {tls_expiry(row.tls_days_left)}"
-                if row.tls_days_left is not None
-                else ""
+                ""
+                if row.tls_days_left is None
+                else f"; TLS certificate {tls_expiry(row.tls_days_left)}"
             ),
         ),
         (

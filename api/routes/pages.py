@@ -22,7 +22,14 @@ from fastapi.templating import Jinja2Templates
 from api.auth import Permission, Principal, authenticate_token, create_session, end_session
 from api.charts import format_bps, series_svg
 from api.deps import SESSION_COOKIE, Conn, SettingsDep, optional_caller
-from api.display import format_duration, format_when, incident_cause, oper_status, tls_expiry
+from api.display import (
+    format_duration,
+    format_when,
+    incident_cause,
+    oper_status,
+    probe_result,
+    tls_expiry,
+)
 from api.queries.card import Period, site_card_json
 from api.queries.status import SummaryDimension, state_counts, status_summary
 from geo.coverage_queries import latest_run, municipality_coverage, national_coverage
@@ -36,6 +43,7 @@ TEMPLATES.env.filters["cause"] = incident_cause
 TEMPLATES.env.filters["duration"] = format_duration
 TEMPLATES.env.filters["oper_status"] = oper_status
 TEMPLATES.env.filters["tls_expiry"] = tls_expiry
+TEMPLATES.env.globals["probe_result"] = probe_result
 
 router = APIRouter(include_in_schema=False)
 

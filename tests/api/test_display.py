@@ -4,7 +4,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from api.display import format_duration, format_when, incident_cause, oper_status, tls_expiry
+from api.display import (
+    format_duration,
+    format_when,
+    incident_cause,
+    oper_status,
+    probe_result,
+    tls_expiry,
+)
 
 NOW = datetime(2026, 12, 7, 13, 0, 30, tzinfo=UTC)
 
@@ -73,3 +80,11 @@ def test_interface_status_and_certificate_expiry_in_words() -> None:
     assert tls_expiry(0.25) == "expires in 6 h"
     assert tls_expiry(-3) == "expired 3 days ago"
     assert tls_expiry(None) == "—"
+
+
+def test_a_probe_result_reads_the_same_on_the_page_and_in_the_cli() -> None:
+    assert probe_result(None, None) == "not probed"
+    assert probe_result(True, None) == "answered"
+    assert probe_result(True, None, "status 200") == "status 200"
+    assert probe_result(False, "timeout: no answer") == "timeout: no answer"
+    assert probe_result(False, None) == "failed"
