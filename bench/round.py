@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, LabPorts, Settings
 
 if TYPE_CHECKING:
     from db.cluster import EmbeddedCluster
@@ -125,12 +125,12 @@ def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, in
                 "https": free_port(socket.SOCK_STREAM),
             }
             t = time.perf_counter()
-            frame = generate_sites(PROJECT_ROOT / "data" / "inegi", count=count, seed=42, lab=True)
-            frame["snmp_port"] = ports["snmp"]
-            frame["http_url"] = (
-                frame["http_url"]
-                .str.replace(":18080/", f":{ports['http']}/", regex=False)
-                .str.replace(":18443/", f":{ports['https']}/", regex=False)
+            frame = generate_sites(
+                PROJECT_ROOT / "data" / "inegi",
+                count=count,
+                seed=42,
+                lab=True,
+                lab_ports=LabPorts(ports["snmp"], ports["http"], ports["https"]),
             )
             write_sites_csv(frame, sites_csv)
             with engine.begin() as conn:

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, text
 from api.auth import Role, authenticate_token, create_key, revoke_key
 from cli.common import console, database, friendly_errors, rich_progress, settings
 from core.errors import Conflict, SetupError
-from core.settings import Settings
+from core.settings import LabPorts, Settings
 from db.cluster import EmbeddedCluster, free_port, port_is_free
 from db.connect import database_url
 from db.migrate import upgrade
@@ -123,13 +123,20 @@ def _conectado() -> str:
 
 
 def _inventory(run: DemoRun, count: int, seed: int) -> Path:
-    path = run.root / f"sites-lab-{count}-seed{seed}.csv"
+    ports = run.cfg.lab_ports
+    named = "" if ports == LabPorts() else f"-ports{ports.snmp}-{ports.http}-{ports.https}"
+    path = run.root / f"sites-lab-{count}-seed{seed}{named}.csv"
     if path.exists():
         console.print(f"reusing {path}")
         return path
     with rich_progress() as progress:
         frame = generate_sites(
-            run.cfg.inegi_dir, count=count, seed=seed, lab=True, progress=progress
+            run.cfg.inegi_dir,
+            count=count,
+            seed=seed,
+            lab=True,
+            lab_ports=ports,
+            progress=progress,
         )
     tmp = path.with_suffix(".tmp")
     write_sites_csv(frame, tmp)

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from cli.common import console, friendly_errors, settings
 from lab.runner import LabState, lab_status, start_lab, stop_lab
-from probes.model import LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT
 
 app = typer.Typer(
     help="Lab agents that simulate every site of a --lab inventory.", no_args_is_help=True
@@ -42,9 +41,15 @@ def print_state(state: LabState) -> None:
 @friendly_errors
 def start(
     sites: Path = typer.Option(..., "--sites", help="Inventory written by `sites generate --lab`."),
-    snmp_port: int = typer.Option(LAB_SNMP_PORT, "--snmp-port", min=1, max=65535),
-    http_port: int = typer.Option(LAB_HTTP_PORT, "--http-port", min=1, max=65535),
-    https_port: int = typer.Option(LAB_HTTPS_PORT, "--https-port", min=1, max=65535),
+    snmp_port: int | None = typer.Option(
+        None, "--snmp-port", min=1, max=65535, help="Default: the port the inventory names."
+    ),
+    http_port: int | None = typer.Option(
+        None, "--http-port", min=1, max=65535, help="Default: the port the inventory names."
+    ),
+    https_port: int | None = typer.Option(
+        None, "--https-port", min=1, max=65535, help="Default: the port the inventory names."
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, max=16, help="Processes per agent (default: one per core, ≤ 4)."
     ),

@@ -208,13 +208,22 @@ def generate(
     seed: int = typer.Option(42, "--seed", help="Same seed, same file."),
     out: Path = typer.Option(..., "--out", help="CSV file to write."),
     lab: bool = typer.Option(
-        False, "--lab", help="Loopback management addresses and ports of the lab agents."
+        False,
+        "--lab",
+        help="Loopback management addresses and the lab agents' ports (CONECTADO_LAB_*_PORT).",
     ),
 ) -> None:
     """Write a realistic inventory placed on INEGI's localities (secrets included)."""
     cfg = settings()
     with rich_progress() as progress:
-        frame = generate_sites(cfg.inegi_dir, count=count, seed=seed, lab=lab, progress=progress)
+        frame = generate_sites(
+            cfg.inegi_dir,
+            count=count,
+            seed=seed,
+            lab=lab,
+            lab_ports=cfg.lab_ports,
+            progress=progress,
+        )
     write_sites_csv(frame, out)
     console.print(f"wrote {len(frame):,} sites to {out}")
 

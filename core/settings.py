@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The lab's agents listen on these unless told otherwise; a `--lab` inventory names them.
+LAB_SNMP_PORT = 16161
+LAB_HTTP_PORT = 18080
+LAB_HTTPS_PORT = 18443
+
+
+class LabPorts(NamedTuple):
+    """The ports of the lab's SNMP (udp), HTTP and HTTPS (tcp) agents."""
+
+    snmp: int = LAB_SNMP_PORT
+    http: int = LAB_HTTP_PORT
+    https: int = LAB_HTTPS_PORT
 
 
 class Settings(BaseSettings):
@@ -200,6 +214,25 @@ class Settings(BaseSettings):
         description="Attribution shown on maps for the tiles of tile_url.",
     )
 
+    lab_snmp_port: int = Field(
+        default=LAB_SNMP_PORT,
+        ge=1,
+        le=65535,
+        description="UDP port of the lab's SNMP agent, named by a new `--lab` inventory.",
+    )
+    lab_http_port: int = Field(
+        default=LAB_HTTP_PORT,
+        ge=1,
+        le=65535,
+        description="TCP port of the lab's HTTP agent, named by a new `--lab` inventory.",
+    )
+    lab_https_port: int = Field(
+        default=LAB_HTTPS_PORT,
+        ge=1,
+        le=65535,
+        description="TCP port of the lab's HTTPS agent, named by a new `--lab` inventory.",
+    )
+
     @field_validator("pg_os_user")
     @classmethod
     def _user_not_empty(cls, value: str) -> str:
@@ -215,6 +248,11 @@ class Settings(BaseSettings):
     def inegi_dir(self) -> Path:
         """Folder of the INEGI geography files."""
         return self.path(self.data_dir) / "inegi"
+
+    @property
+    def lab_ports(self) -> LabPorts:
+        """The ports a new `--lab` inventory names for the lab's agents."""
+        return LabPorts(self.lab_snmp_port, self.lab_http_port, self.lab_https_port)
 
 
 def load_settings(**overrides: object) -> Settings:

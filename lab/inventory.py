@@ -12,17 +12,20 @@ import csv
 import ipaddress
 import socket
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
 from core.errors import DataFileError, InvalidInput
+from core.settings import LAB_SNMP_PORT, LabPorts
 from lab.behaviour import SiteBehaviour, behaviour_for
-from probes.model import LAB_COMMUNITY, LAB_FIRST_ADDRESS, LAB_SNMP_PORT
+from probes.model import LAB_COMMUNITY, LAB_FIRST_ADDRESS
 
 REQUIRED_COLUMNS: Final = ("site_key", "mgmt_ip")
 KNOWN_COLUMNS: Final = (
@@ -102,6 +105,31 @@ class LabInventory:
             bw_down_mbps=self.bw_down_mbps[i],
             bw_up_mbps=self.bw_up_mbps[i],
             http_url=self.http_urls[i],
+        )
+
+    def ports(self) -> LabPorts:
+        """The ports the inventory's sites name: the most common SNMP port, and the most common
+        port of its http and of its https URLs (the defaults where it has none of a kind)."""
+        default = LabPorts()
+        web: dict[str, Counter[int]] = {"http": Counter(), "https": Counter()}
+        for url in self.http_urls:
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            if scheme in web:
+                try:
+                    port = parts.port
+                except ValueError:
+                    continue
+                web[scheme][port or (443 if scheme == "https" else 80)] += 1
+        snmp = Counter(self.snmp_ports).most_common(1)
+        http = web["http"].most_common(1)
+        https = web["https"].most_common(1)
+        return LabPorts(
+            snmp[0][0] if snmp else default.snmp,
+            http[0][0] if http else default.http,
+            https[0][0] if https else default.https,
         )
 
     def behaviour(self, i: int) -> SiteBehaviour:

@@ -28,7 +28,7 @@ from typing import Final
 from core.errors import Conflict, SetupError
 from core.settings import Settings
 from lab.inventory import read_lab_inventory
-from probes.model import LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT, SnmpTarget
+from probes.model import SnmpTarget
 
 STATE_FILE: Final = "lab.json"
 AGENT_MARK: Final = "lab.runner"
@@ -217,9 +217,9 @@ def start_lab(
     settings: Settings,
     sites_file: Path,
     *,
-    snmp_port: int = LAB_SNMP_PORT,
-    http_port: int = LAB_HTTP_PORT,
-    https_port: int = LAB_HTTPS_PORT,
+    snmp_port: int | None = None,
+    http_port: int | None = None,
+    https_port: int | None = None,
     http_workers: int | None = None,
     snmp_workers: int | None = None,
     kinds: tuple[str, ...] = ("snmp", "http"),
@@ -228,6 +228,7 @@ def start_lab(
 ) -> LabState:
     """Start the lab agents for ``sites_file`` in the background; return once they answer.
 
+    Each port left None is the one the inventory's sites name (``LabInventory.ports``).
     ``http_workers`` and ``snmp_workers`` default to ``default_lab_workers()``.
 
     Raises Conflict when a lab is already running and SetupError (with the log's last lines)
@@ -244,6 +245,10 @@ def start_lab(
         )
     sites_file = sites_file.resolve()
     inventory = read_lab_inventory(sites_file)  # validates the file before anything starts
+    named = inventory.ports()
+    snmp_port = named.snmp if snmp_port is None else snmp_port
+    http_port = named.http if http_port is None else http_port
+    https_port = named.https if https_port is None else https_port
     https_sites = sum(1 for u in inventory.http_urls if u and u[:6].lower() == "https:")
     state = LabState(
         sites_file=str(sites_file),
@@ -264,7 +269,9 @@ def start_lab(
                 f"The lab's {what} port {port}/{proto} is already in use by another program "
                 "(another Conectado lab, from a demo or a test run?). The lab inventory's "
                 f"addresses name this port, so the lab cannot move. See who holds it with "
-                f"`ss -lnp{'u' if proto == 'udp' else 't'} 'sport = :{port}'` and stop it."
+                f"`ss -lnp{'u' if proto == 'udp' else 't'} 'sport = :{port}'` and stop it, or "
+                "make a new inventory that names other ports (CONECTADO_LAB_SNMP_PORT, "
+                "CONECTADO_LAB_HTTP_PORT, CONECTADO_LAB_HTTPS_PORT)."
             )
     http_workers = http_workers or default_lab_workers()
     snmp_workers = snmp_workers or default_lab_workers()
@@ -376,7 +383,7 @@ def _main(argv: list[str] | None = None) -> None:
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--workers", type=int, default=1)
         if name == "http":
-            p.add_argument("--https-port", type=int, default=LAB_HTTPS_PORT)
+            p.add_argument("--https-port", type=int, required=True)
             p.add_argument("--tls-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from core.collector import freeze_long_lived
+from core.settings import LAB_SNMP_PORT
 from lab.behaviour import SiteBehaviour
 from lab.inventory import LabInventory
 from probes import ber
-from probes.model import LAB_SNMP_PORT
 from probes.snmp_oids import (
     IF_DESCR,
     IF_HC_IN_OCTETS,

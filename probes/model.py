@@ -146,9 +146,6 @@ class HttpOutcome:
     bytes_read: int | None = None
 
 
-# The lab (simulated devices) and the `--lab` inventory agree on these.
-LAB_SNMP_PORT = 16161
-LAB_HTTP_PORT = 18080
-LAB_HTTPS_PORT = 18443
+# The lab (simulated devices) and the `--lab` inventory agree on these (the ports are settings).
 LAB_COMMUNITY = "conectado-lab"
 LAB_FIRST_ADDRESS = "127.64.0.1"

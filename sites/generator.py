@@ -20,13 +20,8 @@ import shapely
 
 from core.errors import DataFileError, InvalidInput
 from core.progress import NullProgress, Progress
-from probes.model import (
-    LAB_COMMUNITY,
-    LAB_FIRST_ADDRESS,
-    LAB_HTTP_PORT,
-    LAB_HTTPS_PORT,
-    LAB_SNMP_PORT,
-)
+from core.settings import LabPorts
+from probes.model import LAB_COMMUNITY, LAB_FIRST_ADDRESS
 from sites.vocabulary import CATEGORIES, PUBLIC_COLUMNS, SECRET_COLUMNS, TECHNOLOGIES
 
 # The programme's real mix at 101,322 sites, in CATEGORIES order.
@@ -652,6 +647,7 @@ def generate_sites(
     count: int = PROGRAMME_TOTAL,
     seed: int = 42,
     lab: bool = False,
+    lab_ports: LabPorts | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Return ``count`` sites as an import-ready frame (GENERATED_COLUMNS, secrets included).
@@ -659,7 +655,8 @@ def generate_sites(
     Sites are placed on real localities weighted by population (leaving some small
     municipalities without any site), with plausible keys, names, providers and bandwidth;
     satellite is the usual technology of remote rural places. With ``lab`` every site gets a
-    unique 127.x.y.z management address and the lab's SNMP/HTTP ports and community.
+    unique 127.x.y.z management address, the lab's community and ``lab_ports`` (the
+    default lab ports when None).
     """
     if not 0 <= count <= MAX_COUNT:
         raise InvalidInput(f"count must be between 0 and {MAX_COUNT:,}; got {count:,}.")
@@ -685,7 +682,7 @@ def generate_sites(
     task.finish()
     sites = pd.concat(parts, ignore_index=True) if parts else _empty()
     sites = sites.sort_values("site_key", kind="stable").reset_index(drop=True)
-    _add_connection(rng, sites, lab=lab)
+    _add_connection(rng, sites, lab=lab, ports=lab_ports or LabPorts())
     return sites[list(GENERATED_COLUMNS)]
 
 
@@ -732,7 +729,9 @@ def _category_part(
     )
 
 
-def _add_connection(rng: np.random.Generator, sites: pd.DataFrame, *, lab: bool) -> None:
+def _add_connection(
+    rng: np.random.Generator, sites: pd.DataFrame, *, lab: bool, ports: LabPorts
+) -> None:
     """Fill technology, provider, bandwidth, status, contacts and probe settings in place."""
     n = len(sites)
     place = sites["place"].to_numpy().astype(int)
@@ -803,14 +802,14 @@ def _add_connection(rng: np.random.Generator, sites: pd.DataFrame, *, lab: bool)
         ip = _lab_addresses(n)
         sites["mgmt_ip"] = ip
         sites["snmp_version"] = "2c"
-        sites["snmp_port"] = LAB_SNMP_PORT
+        sites["snmp_port"] = ports.snmp
         sites["snmp_community"] = LAB_COMMUNITY
         for column in ("v3_user", "v3_auth_proto", "v3_auth_key", "v3_priv_proto", "v3_priv_key"):
             sites[column] = ""
         sites["http_url"] = np.where(
             https,
-            "https://" + pd.Series(ip) + f":{LAB_HTTPS_PORT}/",
-            "http://" + pd.Series(ip) + f":{LAB_HTTP_PORT}/",
+            "https://" + pd.Series(ip) + f":{ports.https}/",
+            "http://" + pd.Series(ip) + f":{ports.http}/",
         )
         return
     ip = _private_addresses(sites["cve_ent"])

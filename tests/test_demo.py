@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.settings import PROJECT_ROOT
+from core.settings import LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT, PROJECT_ROOT
 from db.cluster import free_port
 
 CONECTADO = str(Path(sys.executable).parent / "conectado")
@@ -119,6 +120,29 @@ def _check_second_demo_refused(env: dict[str, str], port: int) -> None:
         assert resp.status == 200
 
 
+def _any_free_port(kind: int) -> int:
+    """A port of ``kind`` that is free on every address (the lab listens on 0.0.0.0)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+def _hold_default_lab_ports(stack: contextlib.ExitStack) -> None:
+    """Bind the lab's default ports where they are free, as a running `make demo` holds them."""
+    for kind, port in (
+        (socket.SOCK_DGRAM, LAB_SNMP_PORT),
+        (socket.SOCK_STREAM, LAB_HTTP_PORT),
+        (socket.SOCK_STREAM, LAB_HTTPS_PORT),
+    ):
+        sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            continue  # already held, by a demo that runs: the case this test is about
+        if kind == socket.SOCK_STREAM:
+            sock.listen()
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: Path) -> None:
     port = free_port(18700)
@@ -127,9 +151,19 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: 
         CONECTADO_DATABASE_URL=db_url,
         CONECTADO_VAR_DIR=str(tmp_path),
         CONECTADO_TILE_URL="",
+        # A demo of its own beside the user's: its lab on other ports than a `make demo`'s
+        CONECTADO_LAB_SNMP_PORT=str(_any_free_port(socket.SOCK_DGRAM)),
+        CONECTADO_LAB_HTTP_PORT=str(_any_free_port(socket.SOCK_STREAM)),
+        CONECTADO_LAB_HTTPS_PORT=str(_any_free_port(socket.SOCK_STREAM)),
         COLUMNS="160",
         NO_COLOR="1",
     )
+    with contextlib.ExitStack() as held:
+        _hold_default_lab_ports(held)
+        _run_demo_twice(env, port, db_url, tmp_path)
+
+
+def _run_demo_twice(env: dict[str, str], port: int, db_url: str, tmp_path: Path) -> None:
     proc, out = _start_demo(env, port)
     try:
         _check_served(out, port)

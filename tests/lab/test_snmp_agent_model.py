@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import DataFileError, InvalidInput
+from core.settings import LAB_HTTP_PORT, LAB_SNMP_PORT, LabPorts
 from lab.behaviour import DAY_S, behaviour_for
 from lab.inventory import inventory_from_rows, lab_address, read_lab_inventory
-from probes.model import LAB_COMMUNITY, LAB_SNMP_PORT
+from probes.model import LAB_COMMUNITY
 
 HEADER = (
     "site_key,name,mgmt_ip,snmp_port,snmp_community,wan_if_index,wan_if_name,"
@@ -36,6 +37,20 @@ def test_reads_a_lab_csv(tmp_path: Path) -> None:
     assert second.wan_if_index is None and second.wan_if_name == "GigabitEthernet0/1"
     assert second.bw_down_mbps == 50.5 and second.https
     assert inventory.find("127.64.0.2") == 1 and inventory.find("127.64.0.9") is None
+
+
+def test_the_ports_an_inventory_names(tmp_path: Path) -> None:
+    path = tmp_path / "lab.csv"
+    path.write_text(
+        HEADER
+        + "A1,Escuela,127.64.0.1,26161,c,3,,20,5,http://127.64.0.1:28080/\n"
+        + "A2,Clínica,127.64.0.2,26161,c,3,,20,5,HTTPS://127.64.0.2:28443/x\n"
+        + "A3,Oficina,127.64.0.3,26161,c,3,,20,5,http://127.64.0.3:28080/\n"
+        + "A4,Parque,127.64.0.4,161,c,3,,20,5,http://127.64.0.4/\n"
+    )
+    assert read_lab_inventory(path).ports() == LabPorts(26161, 28080, 28443)
+    path.write_text(HEADER + "A4,Parque,127.64.0.4,,c,3,,20,5,https://127.64.0.4/\n")
+    assert read_lab_inventory(path).ports() == LabPorts(LAB_SNMP_PORT, LAB_HTTP_PORT, 443)
 
 
 def test_semicolon_files(tmp_path: Path) -> None:

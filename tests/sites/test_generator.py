@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.errors import InvalidInput
-from core.settings import PROJECT_ROOT
-from probes.model import LAB_COMMUNITY, LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT
+from core.settings import LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT, PROJECT_ROOT, LabPorts
+from probes.model import LAB_COMMUNITY
 from sites.generator import (
     PROGRAMME_MIX,
     category_counts,
@@ -100,6 +100,15 @@ def test_satellite_is_for_remote_rural_places(sample: pd.DataFrame) -> None:
         "Starlink",
         "Eutelsat",
     }
+
+
+def test_lab_inventory_names_the_ports_it_is_given() -> None:
+    frame = generate_sites(INEGI, count=200, seed=3, lab=True, lab_ports=LabPorts(2161, 2080, 2443))
+    assert (frame.snmp_port == 2161).all()
+    https = frame.http_url.str.startswith("https://")
+    assert https.any()
+    assert frame.http_url[https].str.endswith(":2443/").all()
+    assert frame.http_url[~https].str.endswith(":2080/").all()
 
 
 def test_lab_inventory_uses_loopback_addresses(lab_sample: pd.DataFrame) -> None:
