@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Days of raw probe results kept (whole daily partitions)."
     )
     incident_failures: int = Field(default=3, ge=1, description="Failed rounds that open one.")
+    incident_evaluation_gap_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="Scheduler batches evaluate incidents at most this often (seconds; a batch "
+        "that finds a younger evaluation leaves its results to the next); 0: after every batch.",
+    )
     flap_changes: int = Field(default=4, ge=2, description="State changes per hour = flapping.")
     flap_window_s: int = Field(
         default=3600, ge=10, description="Window in which flap_changes state changes are counted."

@@ -24,9 +24,10 @@ from sqlalchemy import Connection, Engine, text
 from core.errors import InvalidInput
 from core.settings import Settings
 from results.incidents import (
+    EvaluationLeft,
     IncidentChanges,
     evaluate_incidents,
-    evaluate_incidents_unless_running,
+    evaluate_incidents_if_due,
 )
 from results.spool import FlushReport
 
@@ -102,7 +103,7 @@ class BatchRun:
     incidents: IncidentChanges | None = None
     error: str | None = None
     spooled: bool = False
-    incidents_deferred: bool = False  # left to the next evaluation (one was running)
+    incidents_deferred: str | None = None  # why incidents were left to the next evaluation
     flushed: FlushReport | None = None  # spooled rounds written before this one
 
     def describe(self) -> str:
@@ -122,7 +123,7 @@ class BatchRun:
         if self.spooled:
             return line + "; database unreachable: results spooled, incidents not updated"
         if self.incidents_deferred:
-            return line + "; incidents left to the next evaluation (one was running)"
+            return line + f"; incidents left to the next evaluation ({self.incidents_deferred})"
         inc = self.incidents or IncidentChanges()
         return (
             line
@@ -259,19 +260,21 @@ def _run_locked(
         _finish(engine, batch, batches, slot, "failed", error=f"{type(exc).__name__}: {exc}")
         return BatchRun(batch, batches, slot, "failed", seconds, error=str(exc))
     changes: IncidentChanges | None = None
-    deferred = False
+    deferred: str | None = None
     if not counts.spooled:
         try:
             with engine.begin() as conn:
                 if batches > 1:
-                    # Another batch's evaluation is running: the next one starts after this
-                    # batch's results are in and covers them; the next batch is at most one
-                    # slot away. Waiting instead queued every batch behind a serial evaluation
-                    # of all sites (1.6 s each, 39 a minute in the demo: 10-12 s of queue).
-                    changes = evaluate_incidents_unless_running(
-                        conn, settings, now=datetime.now(UTC)
-                    )
-                    deferred = changes is None
+                    # When one is running, or ran less than the gap ago, a later one covers
+                    # this batch's results: the next batch is at most one slot away. Waiting
+                    # queued every batch behind a serial evaluation of all sites (1.6 s each,
+                    # 39 a minute in the demo: 10-12 s of queue), and one after every batch
+                    # kept a third of a core busy repeating it every 1.5 s.
+                    due = evaluate_incidents_if_due(conn, settings, now=datetime.now(UTC))
+                    if isinstance(due, EvaluationLeft):
+                        deferred = due.reason
+                    else:
+                        changes = due
                 else:
                     changes = evaluate_incidents(conn, settings, now=datetime.now(UTC))
         except Exception:

@@ -128,6 +128,7 @@ def fast_settings(settings: Settings, **extra: object) -> Settings:
         "http_timeout": 1.0,
         "probe_retries": 0,
         "scheduler_workers": 4,
+        "incident_evaluation_gap_s": 0.0,  # evaluate after every batch of these quick rounds
     }
     values.update(extra)
     return settings.model_copy(update=values)
@@ -142,4 +143,5 @@ def settings_env(settings: Settings, var_dir: Path) -> dict[str, str]:
         "CONECTADO_SNMP_TIMEOUT": str(settings.snmp_timeout),
         "CONECTADO_HTTP_TIMEOUT": str(settings.http_timeout),
         "CONECTADO_PROBE_RETRIES": str(settings.probe_retries),
+        "CONECTADO_INCIDENT_EVALUATION_GAP_S": str(settings.incident_evaluation_gap_s),
     }

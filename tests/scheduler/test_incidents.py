@@ -12,12 +12,14 @@ from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from results.incidents import (
     LOCK_SQL,
+    EvaluationLeft,
     IncidentChanges,
     acknowledge_incident,
     evaluate_incidents,
-    evaluate_incidents_unless_running,
+    evaluate_incidents_if_due,
     get_incident,
     incident_members,
+    last_evaluation,
     list_incidents,
 )
 from results.maintenance import add_window, list_windows, remove_window, update_window
@@ -309,10 +311,45 @@ def test_an_evaluation_running_elsewhere_is_not_waited_for_and_the_next_covers_t
         other.execute(text(LOCK_SQL))  # an evaluation in progress elsewhere
         began = datetime.now(UTC)
         with engine.begin() as conn:
-            skipped = evaluate_incidents_unless_running(conn, cfg, now=T0 + 2 * STEP)
-        assert skipped is None
+            skipped = evaluate_incidents_if_due(conn, cfg, now=T0 + 2 * STEP)
+        assert skipped == EvaluationLeft("one was running")
         assert (datetime.now(UTC) - began).total_seconds() < 2  # did not wait for the lock
         other.rollback()
     with engine.begin() as conn:
-        changes = evaluate_incidents_unless_running(conn, cfg, now=T0 + 2 * STEP + STEP / 2)
-    assert changes is not None and changes.opened_site == 1
+        changes = evaluate_incidents_if_due(conn, cfg, now=T0 + 2 * STEP + STEP / 2)
+    assert isinstance(changes, IncidentChanges) and changes.opened_site == 1
+
+
+def test_batches_space_evaluations_out_by_the_gap_and_the_next_one_covers_the_skipped(
+    engine: Engine, cfg: Settings
+) -> None:
+    """An evaluation younger than incident_evaluation_gap_s is not repeated; the first one
+    after the gap opens what the skipped ones would have; 0 evaluates every time."""
+    a = _sites(engine, 1, mun="14039")[0]
+    _bystanders(engine, 6, "14039")
+    spaced = cfg.model_copy(update={"incident_evaluation_gap_s": 15.0})
+    for n in range(2):
+        _round(engine, cfg, n, {a: "down"})  # evaluated at T0 + n·STEP + 30 s
+    last = T0 + STEP + timedelta(seconds=30)
+    with engine.begin() as conn:
+        recorded = last_evaluation(conn)
+        assert recorded is not None and recorded.started_at == last and recorded.seconds > 0
+        record_round(conn, {a: "down"}, last + timedelta(seconds=5))  # the third failure
+    with engine.begin() as conn:
+        left = evaluate_incidents_if_due(conn, spaced, now=last + timedelta(seconds=10))
+    assert left == EvaluationLeft("the last ran 10 s ago; one every 15 s at most")
+    with engine.begin() as conn:
+        assert list_incidents(conn) == []
+        due = evaluate_incidents_if_due(conn, spaced, now=last + timedelta(seconds=16))
+    assert isinstance(due, IncidentChanges) and due.opened_site == 1
+    with engine.begin() as conn:
+        recorded = last_evaluation(conn)
+        assert recorded is not None
+        assert (recorded.started_at, recorded.opened) == (last + timedelta(seconds=16), 1)
+        every = cfg.model_copy(update={"incident_evaluation_gap_s": 0.0})
+        assert isinstance(
+            evaluate_incidents_if_due(conn, every, now=last + timedelta(seconds=17)),
+            IncidentChanges,
+        )
+        # A clock set back does not stop evaluations until it catches up.
+        assert isinstance(evaluate_incidents_if_due(conn, spaced, now=last), IncidentChanges)
