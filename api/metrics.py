@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.queries.status import state_counts
 from results.current import probe_freshness
+from results.incidents import last_evaluation
 
 REQUESTS = Counter(
     "conectado_http_requests",
@@ -138,6 +139,19 @@ def platform_metrics(conn: Connection) -> Iterator[Metric]:
         ).scalar_one()
         yield GaugeMetricFamily(
             "conectado_open_incidents", "Incidents not yet closed.", value=open_incidents
+        )
+    evaluated = last_evaluation(conn) if _table_exists(conn, "incident_evaluation") else None
+    if evaluated is not None:
+        yield GaugeMetricFamily(
+            "conectado_incidents_evaluated_timestamp_seconds",
+            "When incidents were last evaluated (Unix time); alert when time() - this exceeds "
+            "a few probe batches: incidents neither open nor close meanwhile.",
+            value=evaluated.started_at.timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "conectado_incidents_evaluation_duration_seconds",
+            "How long the last incident evaluation took.",
+            value=evaluated.seconds,
         )
 
 

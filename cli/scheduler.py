@@ -21,10 +21,12 @@ from results.current import (
 )
 from results.incidents import (
     Incident,
+    LastEvaluation,
     acknowledge_incident,
     count_open_incidents,
     get_incident,
     incident_members,
+    last_evaluation,
     list_incidents,
 )
 from results.maintenance import add_window, list_windows, remove_window
@@ -113,6 +115,7 @@ def status(limit: int = typer.Option(10, help="How many recent batch runs to sho
         with eng.connect() as conn:
             runs = recent_batch_runs(conn, limit=limit)
             open_sites, open_municipal = count_open_incidents(conn)
+            evaluated = last_evaluation(conn)
             parts = list_partitions(conn)
             fresh = probe_freshness(conn)
     now = datetime.now(UTC)
@@ -156,6 +159,7 @@ def status(limit: int = typer.Option(10, help="How many recent batch runs to sho
         f"open incidents: {open_sites + open_municipal:,} "
         f"({open_sites:,} of sites, {open_municipal:,} municipal)"
     )
+    console.print(_evaluation_line(evaluated, now))
     if parts:
         console.print(
             f"raw partitions: {len(parts)} days, {parts[0].day} … {parts[-1].day} "
@@ -188,6 +192,17 @@ def _freshness_line(fresh: ProbeFreshness, now: datetime, interval_s: float) -> 
             "address nor a probe URL: nothing to probe."
         )
     return text
+
+
+def _evaluation_line(last: LastEvaluation | None, now: datetime) -> str:
+    """When incidents were last evaluated, what that took and what it changed."""
+    if last is None:
+        return "incidents: not evaluated yet (probe batches do it)"
+    age = max((now - last.started_at).total_seconds(), 0.0)
+    return (
+        f"incidents last evaluated {_duration(age)} ago, in {last.seconds:.2f} s: "
+        f"{last.opened:,} opened, {last.closed:,} closed"
+    )
 
 
 @app.command()

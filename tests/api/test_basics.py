@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from api.auth import Role
+from core.settings import Settings
+from results.incidents import evaluate_incidents
 from tests.api.conftest import auth
 
 
@@ -11,7 +17,7 @@ def test_healthz_reports_database(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert body["schema_revision"] == "0009_trigram_costs"
+    assert body["schema_revision"] == "0010_incident_evaluation"
 
 
 def test_unknown_query_parameter_is_422(client: TestClient) -> None:
@@ -68,6 +74,20 @@ def test_metrics_text_format(client: TestClient) -> None:
     assert 'conectado_http_requests_total{method="GET",route="/healthz",status="200"}' in r.text
     assert "conectado_database_up 1.0" in r.text
     assert "conectado_probe_rounds_total 0.0" in r.text
+    assert "conectado_incidents_evaluated_timestamp_seconds" not in r.text  # none yet
+
+
+def test_metrics_tell_when_incidents_were_last_evaluated(
+    client: TestClient, engine: Engine
+) -> None:
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        evaluate_incidents(conn, Settings(), now=at)
+    text = client.get("/metrics").text
+    shown = re.search(r"^conectado_incidents_evaluated_timestamp_seconds (\S+)$", text, re.M)
+    assert shown is not None and float(shown.group(1)) == at.timestamp()
+    took = re.search(r"^conectado_incidents_evaluation_duration_seconds (\S+)$", text, re.M)
+    assert took is not None and 0 < float(took.group(1)) < 30
 
 
 def test_docs_are_served_locally(client: TestClient) -> None:

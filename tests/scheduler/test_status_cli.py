@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from cli.app import app
+from core.settings import Settings
+from results.incidents import evaluate_incidents
 from tests.api.seed import probe_coverage, seed_all
 
 
@@ -47,6 +52,15 @@ def test_status_tells_how_current_probes_are_and_counts_every_open_incident(
     assert "Probing is behind" not in out
     assert f"open incidents: {opened:,} ({opened:,} of sites, 0 municipal)" in out
     assert opened > 1200
+    assert "incidents: not evaluated yet" in out
+    with engine.begin() as conn:
+        ago = datetime.now(UTC) - timedelta(seconds=65)
+        changes = evaluate_incidents(conn, Settings(), now=ago)
+    assert changes.closed > 900  # the seed's sites are up: the inserted incidents close
+    said = rf"{changes.opened:,} opened, {changes.closed:,} closed"
+    assert re.search(
+        r"incidents last evaluated 1m0[5-9]s ago, in \d+\.\d\d s: " + said, _status(cli)
+    )
 
     with engine.begin() as conn:
         conn.execute(
