@@ -6,7 +6,8 @@ agrees on the timetable. The interval that a run belongs to is its *slot*; a run
 PostgreSQL advisory lock for its batch (held on its own session for the whole run, so two
 processes never run the same batch at once) and then claims its (batch, slot) row in
 ``scheduler_batch_runs`` (so a batch is probed once per slot even if two schedulers fire it).
-After the round is written, the incident state machine runs over every site.
+After the round is written, the incident state machine runs over every site, unless one is
+running or ran less than ``incident_evaluation_gap_s`` ago: the next one covers this batch.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Incidents: opened after K failed rounds, closed by the first success, flapping and grouping.
 
-The state machine runs after each probe batch, set-wise over every site in one transaction
-(serialised by an advisory lock so two schedulers never evaluate at once):
+The state machine runs after probe batches (at most one evaluation every
+``settings.incident_evaluation_gap_s``; each is recorded in ``incident_evaluation``), set-wise
+over every site in one transaction (serialised by an advisory lock so two schedulers never
+evaluate at once):
 
 - a round *fails* when the site's state is not ``up`` (``down``: nothing answered, or
   ``degraded``: it answered but something is wrong) and *succeeds* when it is ``up``, as
