@@ -49,6 +49,10 @@ from results.store import is_connection_error, write_parts
 KINDS = frozenset({"snmp", "http"})
 # A site whose last answer took this long (or that failed) starts in the slow lane.
 SLOW_MS = 500.0
+# While one engine still runs after the other ended, the sites whose probes have all ended
+# since are built and handed to the writer this often (a child process's HTTP outcomes may
+# only start to arrive after the SNMP probes are over, on a slow or busy host).
+EARLY_BUILD_EVERY_S = 1.0
 _T = TypeVar("_T")
 
 TARGETS_SQL = """
@@ -332,8 +336,9 @@ async def probe_targets(
     ``probe snmp`` and ``probe http`` (the round ends when the slower one does).
     ``on_snmp_outcome`` and ``on_http_outcome`` see each outcome as it is ready (HTTP ones
     from a child process in batches, a few times a second). ``one_done`` is awaited when one
-    engine has finished while the other still runs (which goes on meanwhile); this returns
-    when both engines and it are done.
+    engine has finished while the other still runs (which goes on meanwhile), and again every
+    ``EARLY_BUILD_EVERY_S`` until that one is done too; this returns when both engines and it
+    are done.
     """
     counted = _Counted(progress_task) if progress_task is not None else None
     on_snmp = _both(on_snmp_outcome, counted)
@@ -370,8 +375,9 @@ async def probe_targets(
     http_task = asyncio.ensure_future(_timed(http_job, "probe http", durations))
     if one_done is not None:
         done, running = await asyncio.wait((snmp_task, http_task), return_when=FIRST_COMPLETED)
-        if running and all(not t.cancelled() and t.exception() is None for t in done):
+        while running and all(not t.cancelled() and t.exception() is None for t in done):
             await one_done()
+            _, running = await asyncio.wait(running, timeout=EARLY_BUILD_EVERY_S)
     snmp_out, http_out = await asyncio.gather(snmp_task, http_task)
     if counted is not None:
         counted.flush()
@@ -398,7 +404,8 @@ class _Assembly:
 
     When one engine has finished while the other still runs (its tail is dead sites waiting
     out their timeouts, with the CPU idle), the sites whose probes have all ended are built
-    and written then, off the event loop; the rest when the probing is over. Each site is in
+    and written then, off the event loop, and again every ``EARLY_BUILD_EVERY_S`` as more end;
+    the rest when the probing is over. Each site is in
     exactly one chunk with all its outcomes, so its state is computed as in one batch. The
     writer writes every chunk in the round's one transaction (``results.store``).
     """
@@ -426,16 +433,25 @@ class _Assembly:
         self._http_of_site = {t.site_id: j for j, (_, t) in enumerate(targets.http)}
         self._snmp_seen: list[SnmpOutcome | None] = [None] * len(targets.snmp)
         self._http_seen: list[HttpOutcome | None] = [None] * len(targets.http)
-        self._snmp_built = [False] * len(targets.snmp)
-        self._http_built = [False] * len(targets.http)
+        # The same as masks, and where each target's site is, to pick ended sites in numpy.
+        self._snmp_in = np.zeros(len(targets.snmp), dtype=np.bool_)
+        self._http_in = np.zeros(len(targets.http), dtype=np.bool_)
+        self._snmp_pos = np.array([pos for pos, _ in targets.snmp], dtype=np.int64)
+        self._http_pos = np.array([pos for pos, _ in targets.http], dtype=np.int64)
+        self._snmp_built = np.zeros(len(targets.snmp), dtype=np.bool_)
+        self._http_built = np.zeros(len(targets.http), dtype=np.bool_)
 
     def saw_snmp(self, outcome: SnmpOutcome) -> None:
         """Note an SNMP outcome as it is ready (called on the event loop)."""
-        self._snmp_seen[self._snmp_of_site[outcome.site_id]] = outcome
+        k = self._snmp_of_site[outcome.site_id]
+        self._snmp_seen[k] = outcome
+        self._snmp_in[k] = True
 
     def saw_http(self, outcome: HttpOutcome) -> None:
         """Note an HTTP outcome as it is ready (called on the event loop)."""
-        self._http_seen[self._http_of_site[outcome.site_id]] = outcome
+        j = self._http_of_site[outcome.site_id]
+        self._http_seen[j] = outcome
+        self._http_in[j] = True
 
     def start_writing(self) -> None:
         """Start the writer, once; its partitions cover the round's start day to today."""
@@ -447,17 +463,16 @@ class _Assembly:
         self.writing = self.pool.submit(write_parts, self.engine, self.parts)
 
     async def build_early(self) -> None:
-        """Build and hand over the sites whose every probe has ended (the others go on)."""
-        # One snapshot, taken on the loop: outcomes arriving from now on wait for the rest.
+        """Build and hand over the sites not built yet whose every probe has ended (the others
+        go on); called again as more end, each site is built once."""
+        # One snapshot, taken on the loop (outcomes arrive there): later ones wait for the next.
         snmp_seen, http_seen = list(self._snmp_seen), list(self._http_seen)
-        # Per site: have all its probes ended (a kind it has no target for has)?
-        ended = [True] * len(self.targets.site_ids)
-        for k, (pos, _) in enumerate(self.targets.snmp):
-            ended[pos] = snmp_seen[k] is not None
-        for j, (pos, _) in enumerate(self.targets.http):
-            ended[pos] = ended[pos] and http_seen[j] is not None
-        snmp_pick = [k for k, (pos, _) in enumerate(self.targets.snmp) if ended[pos]]
-        http_pick = [j for j, (pos, _) in enumerate(self.targets.http) if ended[pos]]
+        # Per site: have all its probes ended (a kind it has no target for has), and is it new?
+        ended = np.ones(len(self.targets.site_ids), dtype=np.bool_)
+        ended[self._snmp_pos] = self._snmp_in & ~self._snmp_built
+        ended[self._http_pos] &= self._http_in & ~self._http_built
+        snmp_pick = np.flatnonzero(ended[self._snmp_pos]).tolist()
+        http_pick = np.flatnonzero(ended[self._http_pos]).tolist()
         if not (snmp_pick or http_pick):
             return
         t = time.perf_counter()
@@ -465,13 +480,13 @@ class _Assembly:
         await asyncio.get_running_loop().run_in_executor(
             self.pool, self._build, snmp_pick, snmp_seen, http_pick, http_seen
         )
-        self.early_seconds = time.perf_counter() - t
+        self.early_seconds += time.perf_counter() - t
 
     def build_rest(self, snmp_out: Sequence[SnmpOutcome], http_out: Sequence[HttpOutcome]) -> None:
         """Build and hand over every site not built early (all of them if none was)."""
         self.start_writing()
-        snmp_pick = [k for k, done in enumerate(self._snmp_built) if not done]
-        http_pick = [j for j, done in enumerate(self._http_built) if not done]
+        snmp_pick = np.flatnonzero(~self._snmp_built).tolist()
+        http_pick = np.flatnonzero(~self._http_built).tolist()
         self._build(snmp_pick, snmp_out, http_pick, http_out)
 
     def _build(
@@ -497,7 +512,7 @@ def _take(
     targets: Sequence[tuple[int, object]],
     outcomes: Sequence[_T | None],
     picks: list[int],
-    built: list[bool],
+    built: np.ndarray[Any, np.dtype[np.bool_]],
 ) -> list[tuple[int, _T]]:
     """(site position, outcome) of the picked targets, each marked built."""
     out: list[tuple[int, _T]] = []

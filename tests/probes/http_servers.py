@@ -206,6 +206,13 @@ def silent(conn: socket.socket, stop: threading.Event) -> None:
     stop.wait(30)
 
 
+def late_answer(conn: socket.socket, stop: threading.Event) -> None:
+    """Read the request, wait 1.5 s, then answer 200 with a small page."""
+    read_request(conn)
+    if not stop.wait(1.5):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nConectado ok.")
+
+
 def reset_at_once(conn: socket.socket, stop: threading.Event) -> None:
     """Accept and reset at once."""
     reset(conn)

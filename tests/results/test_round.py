@@ -297,6 +297,32 @@ def test_sites_done_early_are_written_while_silent_web_servers_are_awaited(
         assert all(e and e.startswith("timeout") for e in states)
 
 
+def test_sites_whose_last_probe_ends_after_the_other_engine_are_written_early_too(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # Every web server answers only after the SNMP probes are over (as when the HTTP child
+    # starts late on a busy host), and ten never do: the sites are built and written as their
+    # answers come, not only those in when the first engine ended (there were none).
+    settings = round_settings.model_copy(
+        update={"snmp_timeout": 0.5, "probe_retries": 0, "http_timeout": 5.0, "http_process_min": 1}
+    )
+    with (
+        srv.raw_server(srv.late_answer) as (late_host, late_port),
+        srv.raw_server(srv.silent) as (silent_host, silent_port),
+    ):
+        rows = [dict(r) for r in lab.rows]
+        for n, row in enumerate(rows):
+            host, port = (silent_host, silent_port) if n < 10 else (late_host, late_port)
+            row["http_url"] = f"http://{host}:{port}/"
+        insert_sites(engine, rows)
+        summary, written_before_end = round_watching_the_writer(engine, settings)
+    assert summary.phases["probe snmp"] + 3.0 < summary.phases["probe http"]
+    assert summary.errors.get("http timeout", 0) == 10
+    assert written_before_end > 1.5, "not written early"
+    assert summary.phases["early build"] > 0
+    assert_whole_round_stored(engine, summary)
+
+
 def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> None:
     insert_sites(engine, lab.rows[:30])
     keys = [lab.rows[0]["site_key"], lab.rows[1]["site_key"]]
