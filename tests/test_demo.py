@@ -19,6 +19,7 @@ import pytest
 
 from core.settings import LAB_HTTP_PORT, LAB_HTTPS_PORT, LAB_SNMP_PORT, PROJECT_ROOT
 from db.cluster import free_port
+from tests import ports
 
 CONECTADO = str(Path(sys.executable).parent / "conectado")
 
@@ -120,13 +121,6 @@ def _check_second_demo_refused(env: dict[str, str], port: int) -> None:
         assert resp.status == 200
 
 
-def _any_free_port(kind: int) -> int:
-    """A port of ``kind`` that is free on every address (the lab listens on 0.0.0.0)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
-
-
 def _hold_default_lab_ports(stack: contextlib.ExitStack) -> None:
     """Bind the lab's default ports where they are free, as a running `make demo` holds them."""
     for kind, port in (
@@ -152,9 +146,9 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_it(db_url: str, tmp_path: 
         CONECTADO_VAR_DIR=str(tmp_path),
         CONECTADO_TILE_URL="",
         # A demo of its own beside the user's: its lab on other ports than a `make demo`'s
-        CONECTADO_LAB_SNMP_PORT=str(_any_free_port(socket.SOCK_DGRAM)),
-        CONECTADO_LAB_HTTP_PORT=str(_any_free_port(socket.SOCK_STREAM)),
-        CONECTADO_LAB_HTTPS_PORT=str(_any_free_port(socket.SOCK_STREAM)),
+        CONECTADO_LAB_SNMP_PORT=str(ports.free_port(socket.SOCK_DGRAM)),
+        CONECTADO_LAB_HTTP_PORT=str(ports.free_port(socket.SOCK_STREAM)),
+        CONECTADO_LAB_HTTPS_PORT=str(ports.free_port(socket.SOCK_STREAM)),
         COLUMNS="160",
         NO_COLOR="1",
     )

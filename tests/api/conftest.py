@@ -19,6 +19,7 @@ from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
 from tests.api.seed import SECRETS, seed_all
+from tests.ports import free_port
 from tests.results.lab_sites import write_lab_csv
 
 
@@ -147,19 +148,13 @@ class ApiLab:
     down: list[str]
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiLab]:
     """Real lab SNMP and HTTP agents (background processes) answering for 60 sites."""
     tmp = tmp_path_factory.mktemp("api-lab")
     lab_settings = Settings(var_dir=tmp / "var")
-    snmp_port = _free_port(socket.SOCK_DGRAM)
-    http_port, https_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_STREAM)
+    snmp_port = free_port(socket.SOCK_DGRAM)
+    http_port, https_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
     rows = write_lab_csv(
         tmp / "lab.csv",
         60,

@@ -8,7 +8,6 @@ and a desktop viewport. Screenshots go to var/screenshots/. No request may leave
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from api.auth import Role, create_key
 from core.settings import PROJECT_ROOT, Settings
 from tests.api.conftest import ApiLab, scanned
 from tests.api.seed import seed_all
+from tests.ports import free_port
 from tests.results.lab_sites import insert_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -42,12 +42,6 @@ ARGS = [
 SHOTS = PROJECT_ROOT / "var" / "screenshots"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(engine: Engine, lab_settings: Settings, api_lab: ApiLab) -> Iterator[str]:
     """A real uvicorn server on 127.0.0.1 serving the API on this test's database."""
@@ -55,7 +49,7 @@ def server(engine: Engine, lab_settings: Settings, api_lab: ApiLab) -> Iterator[
         seed_all(conn)
     insert_sites(engine, api_lab.rows)
     cfg = lab_settings.model_copy(update={"tile_url": ""})
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         scanned(create_app(cfg, engine=engine)),
         host="127.0.0.1",

@@ -18,13 +18,8 @@ from lab.runner import lab_status, pid_alive, start_lab, stop_lab
 from probes.http import probe_http_many
 from probes.model import HttpTarget, SnmpTarget
 from probes.snmp import probe_snmp_many
+from tests.ports import free_port
 from tests.results.lab_sites import write_lab_csv
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM])

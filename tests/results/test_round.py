@@ -17,17 +17,12 @@ from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
 from results.rounds import SLOW_MS, RoundSummary, load_targets, run_round
+from tests.ports import free_port
 from tests.probes import http_servers as srv
 from tests.results.lab_sites import insert_sites, write_lab_csv, writer_has_written
 
 pytestmark = pytest.mark.slow
 SITES = 400
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -13,16 +13,10 @@ from sqlalchemy import Engine, text
 from core.settings import Settings
 from lab.behaviour import behaviour_for
 from lab.runner import start_lab, stop_lab
+from tests.ports import free_port
 from tests.results.lab_sites import insert_sites, write_lab_csv
 
 Row = dict[str, str]
-
-
-def free_port(kind: int) -> int:
-    """A free port on 127.0.0.1 for ``kind`` (SOCK_DGRAM or SOCK_STREAM)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
