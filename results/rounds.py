@@ -465,8 +465,8 @@ class _Assembly:
     async def build_early(self) -> None:
         """Build and hand over the sites not built yet whose every probe has ended (the others
         go on); called again as more end, each site is built once."""
-        # One snapshot, taken on the loop (outcomes arrive there): later ones wait for the next.
-        snmp_seen, http_seen = list(self._snmp_seen), list(self._http_seen)
+        # Picked on the loop, where outcomes arrive; the build reads only the picked outcomes,
+        # which never change once in, so the lists need no copy while more arrive.
         # Per site: have all its probes ended (a kind it has no target for has), and is it new?
         ended = np.ones(len(self.targets.site_ids), dtype=np.bool_)
         ended[self._snmp_pos] = self._snmp_in & ~self._snmp_built
@@ -478,7 +478,7 @@ class _Assembly:
         t = time.perf_counter()
         self.start_writing()
         await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._build, snmp_pick, snmp_seen, http_pick, http_seen
+            self.pool, self._build, snmp_pick, self._snmp_seen, http_pick, self._http_seen
         )
         self.early_seconds += time.perf_counter() - t
 
