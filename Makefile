@@ -6,7 +6,7 @@ export UV_LINK_MODE := copy
 VENV := .venv
 UV := .tools/bin/uv
 
-.PHONY: demo test setup system-demo system-test lint check clean-db
+.PHONY: demo test setup native system-demo system-test lint check clean-db
 
 $(UV):
 	python3 -m venv .tools
@@ -19,13 +19,21 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python python3.11 --compile-bytecode
 	touch $@
 
+# The lab agents' compiled fast paths (lab/native/__init__.py); without them the lab runs in
+# pure Python, slower.
+LAB_NATIVE := $(patsubst lab/native/%.c,lab/native/_%.so,$(wildcard lab/native/*.c))
+lab/native/_%.so: lab/native/%.c
+	gcc -O2 -g -fPIC -shared -std=gnu11 -Wall -Wextra -Werror -ffp-contract=off -o $@ $< -lm
+
+native: $(LAB_NATIVE)
+
 system-demo:
 	scripts/system-packages.sh demo
 
 system-test:
 	scripts/system-packages.sh test
 
-setup: system-demo $(VENV)/.synced
+setup: system-demo $(VENV)/.synced $(LAB_NATIVE)
 
 demo: setup
 	$(VENV)/bin/conectado demo
@@ -36,7 +44,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-test: system-test $(VENV)/.synced lint
+test: system-test $(VENV)/.synced $(LAB_NATIVE) lint
 	$(VENV)/bin/pytest
 
 clean-db:

@@ -201,7 +201,14 @@ def pysnmp_run(port: int, count: int, concurrency: int) -> float:
 
 
 def lab_run(count: int, concurrency: int) -> None:
-    """Our engine against the lab agent: many addresses, one responder process."""
+    """Our engine against the lab agent: many addresses, one responder process; with the
+    compiled fast path (lab.native) and in pure Python, one after the other."""
+    for native in (True, False):
+        lab_run_once(count, concurrency, native)
+
+
+def lab_run_once(count: int, concurrency: int, native: bool) -> None:
+    """One lab agent process (``native`` or pure Python), probed twice."""
     from lab.inventory import inventory_from_rows, lab_address
 
     rows = [
@@ -228,7 +235,8 @@ def lab_run(count: int, concurrency: int) -> None:
             "import os; from pathlib import Path; from lab.inventory import read_lab_inventory; "
             "from lab.snmp_agent import run_snmp_agent; "
             f"os.sched_setaffinity(0, {{{AGENT_CORE}}}) if (os.cpu_count() or 1) > 1 else None; "
-            f"run_snmp_agent(read_lab_inventory(Path({str(csv_path)!r})), port={port}, workers=1)"
+            f"run_snmp_agent(read_lab_inventory(Path({str(csv_path)!r})), port={port}, workers=1, "
+            f"native={native})"
         )
         agent = subprocess.Popen([sys.executable, "-c", code])
         try:
@@ -256,9 +264,10 @@ def lab_run(count: int, concurrency: int) -> None:
                 wall = time.perf_counter() - wall0
                 agent_cpu = cpu_seconds(agent.pid) - agent0
                 ok = sum(o.ok for o in outcomes)
+                kind = "compiled fast path" if native else "pure Python"
                 print(
-                    f"lab agent #{attempt} ({len(targets):,} sites at their own addresses, 1 "
-                    f"worker): {ok / wall:,.0f} probes/s, ok {ok:,}/{len(targets):,}, "
+                    f"lab agent, {kind}, #{attempt} ({len(targets):,} sites at their own "
+                    f"addresses, 1 worker): {ok / wall:,.0f} probes/s, ok {ok:,}/{len(targets):,}, "
                     f"agent {agent_cpu / max(1, stats.requests_sent) * 1e6:.1f} µs CPU/answer "
                     f"(= {stats.requests_sent / agent_cpu if agent_cpu else 0:,.0f} answers/s "
                     "per core), first pass includes building each site's model"

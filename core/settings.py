@@ -239,6 +239,11 @@ class Settings(BaseSettings):
         le=65535,
         description="TCP port of the lab's HTTPS agent, named by a new `--lab` inventory.",
     )
+    lab_native: bool = Field(
+        default=True,
+        description="Lab agents answer their common requests with the compiled fast paths of "
+        "lab/native (built by make); false runs them in pure Python.",
+    )
 
     @field_validator("pg_os_user")
     @classmethod

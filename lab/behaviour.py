@@ -35,7 +35,7 @@ from typing import Final, Literal
 
 DAY_S: Final = 86_400.0
 PEAK_UTC_S: Final = 20 * 3600.0
-_OMEGA: Final = 2.0 * math.pi / DAY_S
+OMEGA: Final = 2.0 * math.pi / DAY_S
 _TICKS_MOD: Final = 1 << 32
 
 DOWN_SHARE: Final = 0.03
@@ -112,8 +112,8 @@ class SiteBehaviour:
         """Return (in, out) octet counters of the WAN interface at ``now``, wrapped to the width."""
         boot = self.last_boot(now)
         elapsed = now - boot
-        wave = (math.sin(_OMEGA * (now - PEAK_UTC_S)) - math.sin(_OMEGA * (boot - PEAK_UTC_S))) / (
-            _OMEGA
+        wave = (math.sin(OMEGA * (now - PEAK_UTC_S)) - math.sin(OMEGA * (boot - PEAK_UTC_S))) / (
+            OMEGA
         )
         in_bits = self.in_mean_bps * elapsed + self.in_amp_bps * wave
         out_bits = self.out_mean_bps * elapsed + self.out_amp_bps * wave
@@ -125,7 +125,7 @@ class SiteBehaviour:
 
     def rates_bps(self, now: float) -> tuple[float, float]:
         """Return the instantaneous (in, out) rates in bits/s at ``now`` (counters integrate it)."""
-        wave = math.cos(_OMEGA * (now - PEAK_UTC_S))
+        wave = math.cos(OMEGA * (now - PEAK_UTC_S))
         return (
             self.in_mean_bps + self.in_amp_bps * wave,
             self.out_mean_bps + self.out_amp_bps * wave,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import socket
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -131,6 +132,11 @@ class LabInventory:
             http[0][0] if http else default.http,
             https[0][0] if https else default.https,
         )
+
+    def wan_index(self, i: int) -> int:
+        """Return site ``i``'s WAN ifIndex: the inventory's, or 2-9 drawn from the site key
+        when the inventory names the interface instead (``wan_if_name``)."""
+        return self.wan_if_indexes[i] or 2 + zlib.crc32(self.site_keys[i].encode()) % 8
 
     def behaviour(self, i: int) -> SiteBehaviour:
         """Return site ``i``'s deterministic behaviour (computed on first use, then kept)."""

@@ -403,7 +403,9 @@ def _main(argv: list[str] | None = None) -> None:
     else:
         from lab.snmp_agent import run_snmp_agent
 
-        run_snmp_agent(inventory, port=args.port, workers=args.workers)
+        run_snmp_agent(
+            inventory, port=args.port, workers=args.workers, native=Settings().lab_native
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import socket
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Final
@@ -39,6 +38,7 @@ from core.collector import freeze_long_lived
 from core.settings import LAB_SNMP_PORT
 from lab.behaviour import SiteBehaviour
 from lab.inventory import LabInventory
+from lab.native.snmp_fast import BATCH, SnmpFastPath, SnmpPump
 from probes import ber
 from probes.snmp_oids import (
     IF_DESCR,
@@ -129,17 +129,23 @@ class AgentStats:
     wrong_community: int = 0
     silent_down: int = 0
     malformed: int = 0
+    answered_native: int = 0  # of ``answered``: by the compiled fast path
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters by name."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def add_native(self, counts: dict[str, int]) -> None:
+        """Add what the compiled fast path answered or silenced (lab.native.snmp_fast)."""
+        self.requests += counts["requests"]
+        self.answered += counts["answered"]
+        self.answered_native += counts["answered"]
+        self.silent_down += counts["silent_down"]
+
 
 def site_interfaces(inventory: LabInventory, i: int) -> list[_Interface]:
     """Return site ``i``'s interfaces (lo, WAN, LAN) in ifIndex order."""
-    wan_index = inventory.wan_if_indexes[i]
-    if wan_index == 0:
-        wan_index = 2 + zlib.crc32(inventory.site_keys[i].encode()) % 8
+    wan_index = inventory.wan_index(i)
     wan = _Interface(wan_index, inventory.wan_if_names[i] or "wan0", "wan")
     lan = _Interface(wan_index + 1, "lan0", "lan")
     found = [wan, lan]
@@ -486,8 +492,13 @@ def serve(
     *,
     stop: threading.Event,
     responder: _Responder | None = None,
+    fast: SnmpFastPath | None = None,
 ) -> AgentStats:
-    """Answer requests on ``sock`` until ``stop`` is set; return the counters."""
+    """Answer requests on ``sock`` until ``stop`` is set; return the counters.
+
+    With ``fast`` (lab.native), batches of datagrams are read and the common GETs answered in
+    C; what it leaves is answered here, as without it.
+    """
     responder = responder or _Responder(inventory)
     delayed: list[_Delayed] = []
     seq = 0
@@ -495,38 +506,55 @@ def serve(
     poller.register(sock.fileno(), select.POLLIN)
     pack = _PKTINFO.pack
     unpack = _PKTINFO.unpack_from
+    pump = SnmpPump(fast) if fast is not None else None
+
+    def handle(data: bytes, destination: bytes, addr: tuple[str, int], now: float) -> None:
+        nonlocal seq
+        answer = responder.answer(data, destination, now)
+        if answer is None:
+            return
+        payload, delay = answer
+        if delay > 0:
+            seq += 1
+            heapq.heappush(delayed, _Delayed(now + delay, seq, payload, destination, addr))
+            return
+        with contextlib.suppress(OSError):
+            sock.sendmsg(
+                [payload],
+                [(socket.IPPROTO_IP, _IP_PKTINFO, pack(0, destination, b"\0\0\0\0"))],
+                0,
+                addr,
+            )
+
     while not stop.is_set():
         wait_ms = 200
         if delayed:
             wait_ms = max(0, min(wait_ms, int((delayed[0].due - time.time()) * 1000) + 1))
         if poller.poll(wait_ms):
             now = time.time()
-            for _ in range(_READS_PER_WAKE):
-                try:
-                    data, ancdata, _flags, addr = sock.recvmsg(65535, _ANC_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    continue
-                destination = b""
-                for level, kind, cmsg in ancdata:
-                    if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
-                        destination = unpack(cmsg)[2]
-                answer = responder.answer(data, destination, now)
-                if answer is None:
-                    continue
-                payload, delay = answer
-                if delay > 0:
-                    seq += 1
-                    heapq.heappush(delayed, _Delayed(now + delay, seq, payload, destination, addr))
-                    continue
-                with contextlib.suppress(OSError):
-                    sock.sendmsg(
-                        [payload],
-                        [(socket.IPPROTO_IP, _IP_PKTINFO, pack(0, destination, b"\0\0\0\0"))],
-                        0,
-                        addr,
-                    )
+            if pump is not None:
+                for _ in range(_READS_PER_WAKE // BATCH):
+                    try:
+                        got, handed = pump.pump(sock, now)
+                    except OSError:
+                        break
+                    for left in handed:
+                        handle(left.data, left.destination, left.source, now)
+                    if got < BATCH:
+                        break
+            else:
+                for _ in range(_READS_PER_WAKE):
+                    try:
+                        data, ancdata, _flags, addr = sock.recvmsg(65535, _ANC_SIZE)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        continue
+                    destination = b""
+                    for level, kind, cmsg in ancdata:
+                        if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
+                            destination = unpack(cmsg)[2]
+                    handle(data, destination, addr, now)
         now = time.time()
         while delayed and delayed[0].due <= now:
             item = heapq.heappop(delayed)
@@ -537,16 +565,18 @@ def serve(
                     0,
                     item.addr,
                 )
+    if pump is not None:
+        responder.stats.add_native(pump.native_stats())
     return responder.stats
 
 
-def _child(responder: _Responder, host: str, port: int) -> None:
+def _child(responder: _Responder, fast: SnmpFastPath | None, host: str, port: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sock = open_agent_socket(host, port)
     try:
-        serve(sock, responder.inventory, stop=stop, responder=responder)
+        serve(sock, responder.inventory, stop=stop, responder=responder, fast=fast)
     finally:
         sock.close()
 
@@ -559,12 +589,14 @@ def run_snmp_agent(
     workers: int = 1,
     stop: threading.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
+    native: bool = True,
 ) -> AgentStats:
     """Serve the lab's SNMP agent until SIGTERM/SIGINT (or ``stop``); blocks.
 
     ``workers`` > 1 runs that many responders (this process and forked children) sharing the
     port with SO_REUSEPORT (the kernel spreads requests by address). ``on_ready`` gets the
-    bound port once requests are answered.
+    bound port once requests are answered. ``native`` answers the common GETs with the
+    compiled fast path when it is built (lab.native).
     """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -574,6 +606,7 @@ def run_snmp_agent(
     # the first round does not pay for every site's first contact.
     responder = _Responder(inventory)
     responder.warm()
+    fast = SnmpFastPath.for_inventory(inventory) if native else None
     if threading.current_thread() is threading.main_thread():
         freeze_long_lived()  # an agent process; not a test's thread
     sock = open_agent_socket(host, port)
@@ -581,13 +614,13 @@ def run_snmp_agent(
     context = multiprocessing.get_context("fork")
     children: list[multiprocessing.context.ForkProcess] = []
     for _ in range(max(0, workers - 1)):
-        child = context.Process(target=_child, args=(responder, host, bound), daemon=True)
+        child = context.Process(target=_child, args=(responder, fast, host, bound), daemon=True)
         child.start()
         children.append(child)
     if on_ready is not None:
         on_ready(bound)
     try:
-        return serve(sock, inventory, stop=stop, responder=responder)
+        return serve(sock, inventory, stop=stop, responder=responder, fast=fast)
     finally:
         sock.close()
         for child in children:
@@ -601,8 +634,11 @@ def run_snmp_agent(
 class RunningAgent:
     """A lab SNMP agent serving in a background thread (for tests and benchmarks)."""
 
-    def __init__(self, inventory: LabInventory, *, host: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(
+        self, inventory: LabInventory, *, host: str = "0.0.0.0", port: int = 0, native: bool = True
+    ) -> None:
         self.inventory = inventory
+        self.fast = SnmpFastPath.for_inventory(inventory) if native else None
         self.stop_event = threading.Event()
         self.sock = open_agent_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
@@ -610,7 +646,7 @@ class RunningAgent:
         self._thread = threading.Thread(target=self._run, name="lab-snmp-agent", daemon=True)
 
     def _run(self) -> None:
-        self.stats = serve(self.sock, self.inventory, stop=self.stop_event)
+        self.stats = serve(self.sock, self.inventory, stop=self.stop_event, fast=self.fast)
 
     def start(self) -> RunningAgent:
         """Start answering."""
@@ -626,10 +662,10 @@ class RunningAgent:
 
 @contextlib.contextmanager
 def running_snmp_agent(
-    inventory: LabInventory, *, host: str = "0.0.0.0", port: int = 0
+    inventory: LabInventory, *, host: str = "0.0.0.0", port: int = 0, native: bool = True
 ) -> Iterator[RunningAgent]:
     """Run the lab agent in a thread for the duration of the block."""
-    agent = RunningAgent(inventory, host=host, port=port).start()
+    agent = RunningAgent(inventory, host=host, port=port, native=native).start()
     try:
         yield agent
     finally:

@@ -2,7 +2,7 @@
 # Install the Debian packages Conectado needs, or say exactly which ones are missing.
 # Usage: scripts/system-packages.sh demo|test
 set -euo pipefail
-need=(postgresql-15 postgresql-15-postgis-3 postgresql-client-15)
+need=(postgresql-15 postgresql-15-postgis-3 postgresql-client-15 gcc libc6-dev)
 if [ "${1:-demo}" = "test" ]; then
   need+=(snmpd snmp chromium docker-compose nginx-light wrk)
 fi

@@ -1,0 +1,50 @@
+"""Compiled fast paths of the lab agents (C, loaded with ctypes), and where to find them.
+
+The lab's agents stand in for 100,000 remote devices on the prober's own machine, so every
+CPU-second they spend is taken from the round they help to measure; in the field that CPU is
+the devices'. Their common cases (a GET of a site's counters, a plain HTTP page) are answered
+by small C loops. Everything else (slow and silent sites, walks, TLS, unknown addresses,
+malformed requests...) is handed to the Python agents, which define the behaviour; the C
+answers are tested byte for byte against theirs (``tests/test_lab_native.py``).
+
+``make`` builds each library (``lab/native/_<name>.so`` from ``<name>.c``, with gcc). When one
+is missing, or ``CONECTADO_LAB_NATIVE=false``, the agents run in pure Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Final
+
+log = logging.getLogger("conectado.lab.native")
+
+NATIVE_DIR: Final = Path(__file__).resolve().parent
+
+
+def library_path(name: str) -> Path:
+    """Return where the compiled library ``name`` (``snmp_fast``, ``http_fast``) lives."""
+    return NATIVE_DIR / f"_{name}.so"
+
+
+@cache
+def load_library(name: str) -> ctypes.CDLL | None:
+    """Return the compiled library ``name``, or None (logged once) when it is not built.
+
+    A library older than its source is not used either: it would answer with the old code.
+    """
+    path = library_path(name)
+    source = NATIVE_DIR / f"{name}.c"
+    if not path.exists():
+        log.warning(
+            "lab/native/%s is not built (run make): the agent runs in pure Python", path.name
+        )
+        return None
+    if source.exists() and source.stat().st_mtime > path.stat().st_mtime:
+        log.warning(
+            "lab/native/%s is older than %s (run make): pure Python", path.name, source.name
+        )
+        return None
+    return ctypes.CDLL(str(path), use_errno=True)
