@@ -12,7 +12,14 @@ Measured, pinned to core 0 (os.sched_setaffinity):
 - baselines: httpx.AsyncClient and aiohttp (keep-alive off, so one connection per probe),
   with a bounded number of probes.
 
+Then the lab HTTP agent's own cost (``--lab-sites``, 0 to skip): two agents (``python -m
+lab.runner http``, one worker each, on the other core), one with the compiled fast path
+(lab/native/http_fast.c) and one in pure Python (``CONECTADO_LAB_NATIVE=false``), probed in
+turn with every site of a lab inventory (its down, flapping, slow and failing sites too); the
+figure is each agent's CPU (user + system, from /proc) per connection.
+
 Usage: python bench/probes_http.py [--probes 30000] [--baseline-probes 3000] [--repeat 3]
+                                   [--lab-sites 20000] [--lab-only]
 """
 
 from __future__ import annotations
@@ -247,16 +254,115 @@ def aiohttp_baseline(addresses: list[str], concurrency: int) -> tuple[float, int
     return asyncio.run(main())
 
 
+def agent_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def lab_agents(sites: int, concurrency: int, repeat: int, agent_core: int) -> None:
+    """The lab HTTP agent's CPU per connection, compiled fast path against pure Python, the
+    two agents probed in turn in this one run."""
+    from lab.inventory import read_lab_inventory
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-lab-http-"))
+    agents: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
+    try:
+        port_of = {"compiled fast path": free_port(), "pure Python": free_port()}
+        for name, port in port_of.items():
+            csv_path = tmp / f"lab-{port}.csv"
+            with csv_path.open("w") as f:
+                f.write("site_key,mgmt_ip,http_url\n")
+                for i in range(sites):
+                    ip = lab_address(300_000 + i)
+                    f.write(f"B{i},{ip},http://{ip}:{port}/\n")
+            log_path = tmp / f"agent-{port}.log"
+            env = {**os.environ, "CONECTADO_LAB_NATIVE": str(name == "compiled fast path")}
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "lab.runner", "http", "--sites", str(csv_path)),
+                        *("--port", str(port), "--https-port", "0", "--tls-dir", str(tmp)),
+                        *("--workers", "1"),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=str(Path(__file__).resolve().parent.parent),
+                )
+            os.sched_setaffinity(proc.pid, {agent_core})
+            agents[name] = (proc, port, csv_path)
+        for name, (_, port, _) in agents.items():
+            wait_port(port)
+            deadline = time.monotonic() + 30
+            while "serving" not in (text := (tmp / f"agent-{port}.log").read_text()):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"lab agent ({name}) did not start:\n{text}")
+                time.sleep(0.1)
+            said = "compiled fast path" if "(compiled fast path)" in text else "pure Python"
+            if said != name:
+                print(f"NOTE: the {name} agent runs in {said} (is lab/native built? make native)")
+        inventory = read_lab_inventory(agents["pure Python"][2])
+        slow = sum(1 for b in inventory.behaviours() if b.slow_delay_s > 0)
+        answering = sum(1 for b in inventory.behaviours() if b.answers(time.time()))
+        print(
+            f"\nlab HTTP agent, 1 worker on core {agent_core}: {sites:,} sites each at its own "
+            f"127.x.y.z ({sites - answering:,} down or flapping down: reset; {slow:,} slow), "
+            f"a new connection per probe, concurrency {concurrency:,}"
+        )
+        print(f"{'agent':22} {'probes/s':>9} {'CPU µs/conn':>12} {'user':>6} {'sys':>6}  notes")
+        for attempt in range(1, repeat + 1):
+            for name, (proc, port, _) in agents.items():
+                targets = [
+                    HttpTarget(
+                        i, f"http://{lab_address(300_000 + i)}:{port}/", expect_keyword="Conectado"
+                    )
+                    for i in range(sites)
+                ]
+                u0, s0 = agent_cpu(proc.pid)
+                t0 = time.perf_counter()
+                outs = asyncio.run(
+                    probe_http_many(targets, timeout=5, retries=0, concurrency=concurrency)
+                )
+                took = time.perf_counter() - t0
+                u1, s1 = agent_cpu(proc.pid)
+                n = len(outs)
+                user, system = (u1 - u0) * 1e6 / n, (s1 - s0) * 1e6 / n
+                ok = sum(o.ok for o in outs)
+                print(
+                    f"{name:22} {n / took:>9,.0f} {user + system:>12.1f} {user:>6.1f} "
+                    f"{system:>6.1f}  pass {attempt}, ok {ok:,}/{n:,}"
+                )
+    finally:
+        for proc, _, _ in agents.values():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--probes", type=int, default=30_000)
     parser.add_argument("--baseline-probes", type=int, default=3_000)
     parser.add_argument("--concurrency", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lab-sites", type=int, default=20_000)
+    parser.add_argument("--lab-only", action="store_true", help="only the lab agents' figures")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: the prober on one, the server on the other")
     os.sched_setaffinity(0, {0})
+    if not args.lab_only:
+        probe_figures(args)
+    if args.lab_sites:
+        lab_agents(args.lab_sites, args.concurrency, args.repeat, agent_core=1)
+
+
+def probe_figures(args: argparse.Namespace) -> None:
     server = Server(server_cpu=1)
     try:
         print(f"server: {server.name} on core 1, 0.0.0.0:{server.port}; prober on core 0")

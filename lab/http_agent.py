@@ -20,6 +20,14 @@ outrun the prober); ``workers`` processes share the ports with SO_REUSEPORT. Acc
 deferred until the request is in, so a plain-HTTP answer is usually sent and the connection
 closed straight from accept, without a round trip through epoll (30 against 42 µs of CPU per
 connection, measured against the prober).
+
+With ``native`` (the default where lab/native/_http_fast.so is built; ``CONECTADO_LAB_NATIVE``)
+the plain listener's accepts run in C (lab/native/http_fast.c): down sites are reset and
+the common answers sent there, and every other connection is handed back to this module's
+code at the point its own accept/read would be (23-28 against 35-47 µs of CPU per connection,
+nearly all of it now the kernel's: bench/probes_http.py --lab-only). This module stays the
+definition of the behaviour; tests/lab/test_lab_native_http.py checks the C answers byte for byte
+against it.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from cryptography.x509 import load_pem_x509_certificate
 from core.collector import freeze_long_lived
 from lab.certs import CertFlaw, LabCa, key_pem, make_ca, new_key, server_cert
 from lab.inventory import LabInventory
+from lab.native.http_fast import HAND_NEW, HAND_WRITE, HttpFastPath
 
 log = logging.getLogger("conectado.lab.http")
 
@@ -56,7 +65,9 @@ IDLE_TIMEOUT_S: Final = 30.0
 _BLOCK: Final = (b"Conectado " * 6554)[:65536]
 _REASONS: Final = {
     200: b"OK",
+    400: b"Bad Request",
     404: b"Not Found",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     503: b"Service Unavailable",
 }
@@ -180,8 +191,16 @@ class HttpAgent:
         contexts: _SiteContexts | None,
         *,
         clock: float | None = None,
+        native: bool = True,
     ) -> None:
+        """Serve ``listeners`` (socket, is-TLS) for ``inventory``.
+
+        ``clock`` fixes the time the behaviours are evaluated at (tests). With ``native`` the
+        plain listeners' accepts run in the compiled fast path when it is built
+        (``self.native`` is then not None); else, and for TLS, everything runs in Python.
+        """
         self.inventory = inventory
+        self.native = HttpFastPath.for_inventory(inventory) if native else None
         self.listeners = {sock.fileno(): (sock, tls) for sock, tls in listeners}
         self.contexts = contexts
         self.clients: dict[int, _Client] = {}
@@ -224,6 +243,9 @@ class HttpAgent:
 
     # -- connections -----------------------------------------------------------------------
     def _accept(self, listener: socket.socket, tls: bool) -> None:
+        if self.native is not None and not tls:
+            self._accept_native(self.native, listener)
+            return
         for _ in range(256):
             try:
                 sock, _ = listener.accept()
@@ -234,26 +256,54 @@ class HttpAgent:
                     log.error("accept failed: %s", exc)
                     return
                 continue
-            sock.setblocking(False)
-            ip_packed = socket.inet_aton(sock.getsockname()[0])
-            site = self.inventory.by_address.get(ip_packed)
-            if site is not None and not self.inventory.behaviour(site).answers(self.now()):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-                sock.close()
+            self._admit(sock, tls)
+
+    def _admit(self, sock: socket.socket, tls: bool) -> None:
+        """Take one accepted connection from its start: find its site, reset or serve it."""
+        sock.setblocking(False)
+        ip_packed = socket.inet_aton(sock.getsockname()[0])
+        site = self.inventory.by_address.get(ip_packed)
+        if site is not None and not self.inventory.behaviour(site).answers(self.now()):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            sock.close()
+            return
+        client = _Client(sock, site)
+        if not tls:
+            # The listener defers accept until the request's first bytes are in, so most
+            # connections are answered and closed here, never entering the epoll set.
+            self._read(client)
+            if client.state == _CLOSED:
+                return
+        self._enlist(client)
+        if tls:  # readiness already there shows as an event: epoll reports it on ADD
+            self._start_tls(client, socket.inet_ntoa(ip_packed))
+
+    def _accept_native(self, native: HttpFastPath, listener: socket.socket) -> None:
+        """Accept in C; carry on with each connection it handed back where C left it."""
+        answered, handed, err = native.accept(listener, self.now())
+        self.served += answered
+        if err:
+            log.error("accept failed: %s", os.strerror(err))
+        for conn in handed:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, conn.fd)
+            if conn.kind == HAND_NEW:
+                self._admit(sock, False)
                 continue
-            client = _Client(sock, site)
-            if not tls:
-                # The listener defers accept until the request's first bytes are in, so most
-                # connections are answered and closed here, never entering the epoll set.
+            sock.setblocking(False)
+            client = _Client(sock, conn.site)
+            if conn.kind == HAND_WRITE:
+                self._respond(client, conn.data)
+            elif not conn.data or not self._received(client, conn.data):
                 self._read(client)
-                if client.state == _CLOSED:
-                    continue
-            self.clients[client.fd] = client
-            self.ep.register(client.fd, _EVENTS)
-            if client.state != _WAITING:  # a slow answer's own timer is already set
-                self._timer(time.monotonic() + IDLE_TIMEOUT_S, client)
-            if tls:  # readiness already there shows as an event: epoll reports it on ADD
-                self._start_tls(client, socket.inet_ntoa(ip_packed))
+            if client.state != _CLOSED:
+                self._enlist(client)
+
+    def _enlist(self, client: _Client) -> None:
+        """Watch a connection that is not done with in the epoll set, under a timer."""
+        self.clients[client.fd] = client
+        self.ep.register(client.fd, _EVENTS)
+        if client.state != _WAITING:  # a slow answer's own timer is already set
+            self._timer(time.monotonic() + IDLE_TIMEOUT_S, client)
 
     def _start_tls(self, client: _Client, ip: str) -> None:
         if self.contexts is None:
@@ -307,14 +357,21 @@ class HttpAgent:
             if not data:
                 self._close(client)
                 return
-            client.inbuf += data
-            end = client.inbuf.find(b"\r\n\r\n")
-            if end >= 0:
-                self._answer(client, client.inbuf[:end])
+            if self._received(client, data):
                 return
-            if len(client.inbuf) > MAX_REQUEST:
-                self._respond(client, _response(431, b"request headers too large"))
-                return
+
+    def _received(self, client: _Client, data: bytes) -> bool:
+        """Add ``data`` to the request; answer once it is complete (or too large). Return
+        True when the request is complete, False when more must be read."""
+        client.inbuf += data
+        end = client.inbuf.find(b"\r\n\r\n")
+        if end >= 0:
+            self._answer(client, client.inbuf[:end])
+            return True
+        if len(client.inbuf) > MAX_REQUEST:
+            self._respond(client, _response(431, b"request headers too large"))
+            return True
+        return False
 
     def _answer(self, client: _Client, head: bytes) -> None:
         line = head.split(b"\r\n", 1)[0].split(b" ")
@@ -426,8 +483,13 @@ def run_http_agent(
     tls_dir: Path,
     workers: int = 1,
     host: str = "0.0.0.0",
+    native: bool = True,
 ) -> None:
-    """Serve the lab sites until SIGTERM/SIGINT; ``workers`` processes share the ports."""
+    """Serve the lab sites until SIGTERM/SIGINT; ``workers`` processes share the ports.
+
+    ``native`` answers the common plain-HTTP connections with the compiled fast path when it
+    is built (lab.native); false serves everything in Python.
+    """
     files = ensure_lab_ca(tls_dir) if https_port else None
     contexts = _SiteContexts(files) if files else None
     # Behaviours and TLS contexts (~1.5 ms per https site) are made once before forking, so
@@ -445,7 +507,7 @@ def run_http_agent(
         pid = os.fork()
         if pid == 0:
             try:
-                _serve(inventory, port, https_port, contexts, host)
+                _serve(inventory, port, https_port, contexts, host, native)
             finally:
                 os._exit(0)
         children.append(pid)
@@ -456,7 +518,7 @@ def run_http_agent(
                 os.kill(child, signal.SIGTERM)
 
     try:
-        _serve(inventory, port, https_port, contexts, host)
+        _serve(inventory, port, https_port, contexts, host, native)
     finally:
         stop_children()
         for child in children:
@@ -470,11 +532,12 @@ def _serve(
     https_port: int | None,
     contexts: _SiteContexts | None,
     host: str,
+    native: bool,
 ) -> None:
     listeners = [(listen(port, host), False)]
     if https_port and contexts is not None:
         listeners.append((listen(https_port, host), True))
-    agent = HttpAgent(inventory, listeners, contexts)
+    agent = HttpAgent(inventory, listeners, contexts, native=native)
 
     def stop(*_: object) -> None:
         agent.stopping = True
@@ -482,10 +545,17 @@ def _serve(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info(
-        "lab HTTP agent pid %d serving %d sites on %s:%d", os.getpid(), len(inventory), host, port
+        "lab HTTP agent pid %d serving %d sites on %s:%d (%s)",
+        os.getpid(),
+        len(inventory),
+        host,
+        port,
+        "compiled fast path" if agent.native is not None else "pure Python",
     )
     try:
         agent.serve_forever()
     finally:
         for sock, _ in listeners:
             sock.close()
+        if agent.native is not None:
+            log.info("served %d; compiled fast path: %s", agent.served, agent.native.counts)

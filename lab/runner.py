@@ -399,6 +399,7 @@ def _main(argv: list[str] | None = None) -> None:
             https_port=args.https_port,
             tls_dir=args.tls_dir,
             workers=args.workers,
+            native=Settings().lab_native,
         )
     else:
         from lab.snmp_agent import run_snmp_agent

@@ -5,7 +5,8 @@ CPU-second they spend is taken from the round they help to measure; in the field
 the devices'. Their common cases (a GET of a site's counters, a plain HTTP page) are answered
 by small C loops. Everything else (slow and silent sites, walks, TLS, unknown addresses,
 malformed requests...) is handed to the Python agents, which define the behaviour; the C
-answers are tested byte for byte against theirs (``tests/test_lab_native.py``).
+answers are tested byte for byte against theirs (``tests/lab/test_lab_native_snmp.py`` and
+``tests/lab/test_lab_native_http.py``).
 
 ``make`` builds each library (``lab/native/_<name>.so`` from ``<name>.c``, with gcc). When one
 is missing, or ``CONECTADO_LAB_NATIVE=false``, the agents run in pure Python.

@@ -15,7 +15,7 @@
  * addresses, wrong communities, anything malformed or unusual -- is handed back to the
  * Python agent (lab/snmp_agent.py), which defines the behaviour. The values are the same
  * floating-point computations as lab/behaviour.py, in the same order (built with
- * -ffp-contract=off), and tests/test_lab_native.py checks the answers byte for byte
+ * -ffp-contract=off), and tests/lab/test_lab_native_snmp.py checks the answers byte for byte
  * against the Python agent's.
  */
 #define _GNU_SOURCE
