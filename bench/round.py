@@ -150,7 +150,7 @@ def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, in
     return cluster, sites_csv, ports
 
 
-def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]]) -> None:
+def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]], wall: float) -> None:
     ph = summary.phases
     print(
         f"\nround {n}: {summary.sites:,} sites, {summary.snmp_probes:,} SNMP + "
@@ -178,8 +178,13 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]]) -> 
     print(f"  CPU floor: {spent / cores:.1f} s ({spent:.1f} CPU-s on {cores} cores)")
     if summary.errors:
         print("  failures: " + ", ".join(f"{k} {v:,}" for k, v in list(summary.errors.items())[:8]))
-    verdict = "met" if ph["total"] <= 20 else "NOT met"
-    print(f"  total {ph['total']:.1f} s (goal ≤ 20 s: {verdict})")
+    # The round as its caller waits for it: the phases plus what run_round does after them
+    # (collecting and freeing the round's objects).
+    verdict = "met" if wall <= 20 else "NOT met"
+    print(
+        f"  round {wall:.1f} s from call to return (phases {ph['total']:.1f} s; "
+        f"goal ≤ 20 s: {verdict})"
+    )
 
 
 def _leave_group(root: Path, group: Path) -> None:
@@ -283,12 +288,15 @@ def main() -> None:
         agents = {a.name: a.pid for a in state.agents}
         for n in range(1, args.rounds + 1):
             before = cpu_usage(agents, cluster)
+            called = time.perf_counter()
             summary = run_round(engine, settings, kinds=set(args.kind.split(",")))
+            wall = time.perf_counter() - called
             after = cpu_usage(agents, cluster)
             show(
                 n,
                 summary,
                 {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in after},
+                wall,
             )
             if n < args.rounds:
                 time.sleep(args.gap)
