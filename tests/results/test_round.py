@@ -318,6 +318,32 @@ def test_sites_whose_last_probe_ends_after_the_other_engine_are_written_early_to
     assert_whole_round_stored(engine, summary)
 
 
+def test_sites_done_are_written_while_both_engines_still_run(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The lab's down sites leave SNMP silent for its whole timeout and ten web servers are
+    # silent for the HTTP one: both engines run to the end of their timeouts, and the sites
+    # done meanwhile are written before either engine ends, not only after the first does.
+    settings = round_settings.model_copy(
+        update={"snmp_timeout": 6.0, "probe_retries": 0, "http_timeout": 6.0, "http_process_min": 1}
+    )
+    with srv.raw_server(srv.silent) as (host, port):
+        rows = [dict(r) for r in lab.rows]
+        for row in rows[:10]:
+            row["http_url"] = f"http://{host}:{port}/"
+        insert_sites(engine, rows)
+        summary, written_before_end = round_watching_the_writer(engine, settings)
+    first_engine_end = min(summary.phases["probe snmp"], summary.phases["probe http"])
+    assert first_engine_end > 5.5  # both waited out their silent peers
+    assert summary.errors.get("http timeout", 0) >= 10 and summary.down > 0
+    # Writing was seen well before the first engine ended (the old rule started it then).
+    assert written_before_end > summary.phases["total"] - first_engine_end + 1.5, (
+        written_before_end,
+        summary.phases,
+    )
+    assert_whole_round_stored(engine, summary)
+
+
 def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> None:
     insert_sites(engine, lab.rows[:30])
     keys = [lab.rows[0]["site_key"], lab.rows[1]["site_key"]]
