@@ -22,7 +22,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 # The lab agents' compiled fast paths (lab/native/__init__.py); without them the lab runs in
 # pure Python, slower.
 LAB_NATIVE := $(patsubst lab/native/%.c,lab/native/_%.so,$(wildcard lab/native/*.c))
-lab/native/_%.so: lab/native/%.c
+lab/native/_%.so: lab/native/%.c lab/native/lab_common.h
 	gcc -O2 -g -fPIC -shared -std=gnu11 -Wall -Wextra -Werror -ffp-contract=off -o $@ $< -lm
 
 native: $(LAB_NATIVE)

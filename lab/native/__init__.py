@@ -18,7 +18,13 @@ import ctypes
 import logging
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from lab.inventory import LabInventory
 
 log = logging.getLogger("conectado.lab.native")
 
@@ -49,3 +55,16 @@ def load_library(name: str) -> ctypes.CDLL | None:
         )
         return None
     return ctypes.CDLL(str(path), use_errno=True)
+
+
+def address_index(inventory: LabInventory) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32]]:
+    """Return the inventory's host-order IPv4 addresses sorted, and each one's site index: the
+    table the C code finds a site in by binary search (``lab_find_site`` in lab_common.h)."""
+    if not len(inventory):
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int32)
+    addresses = np.frombuffer(inventory.addresses, dtype=np.uint32)
+    order = np.argsort(addresses, kind="stable")
+    return (
+        np.ascontiguousarray(addresses[order], dtype=np.uint32),
+        np.ascontiguousarray(order, dtype=np.int32),
+    )

@@ -38,6 +38,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lab_common.h"
+
 #define MAX_REQUEST 8192  /* one recv, as MAX_REQUEST in lab/http_agent.py */
 #define MAX_RESPONSE 8192 /* a longer answer (a very long site key) is left to Python */
 
@@ -77,38 +79,15 @@ typedef struct {
 size_t http_fast_table_size(void) { return sizeof(table_t); }
 size_t http_fast_max_request(void) { return MAX_REQUEST; }
 
-/* Python's float x % y (CPython's float_rem): fmod, then the sign of the divisor. */
-double http_fast_py_mod(double x, double y) {
-    double mod = fmod(x, y);
-    if (mod != 0.0) {
-        if ((y < 0.0) != (mod < 0.0))
-            mod += y;
-    } else {
-        mod = copysign(0.0, y);
-    }
-    return mod;
-}
+/* Python's float x % y, for the tests (lab_common.h). */
+double http_fast_py_mod(double x, double y) { return lab_py_mod(x, y); }
 
-/* SiteBehaviour.answers(now) in lab/behaviour.py. */
 static int answers(const table_t *t, int site, double now) {
-    double period = t->flap_period[site];
-    if (t->flags[site] & SITE_DOWN)
-        return 0;
-    if (period <= 0.0)
-        return 1;
-    return http_fast_py_mod(now - t->flap_phase[site], period) < period / 2.0;
+    return lab_answers(t->flags[site] & SITE_DOWN, t->flap_period[site], t->flap_phase[site], now);
 }
 
 static int find_site(const table_t *t, uint32_t addr) {
-    int lo = 0, hi = t->n_addrs;
-    while (lo < hi) {
-        int mid = (lo + hi) >> 1;
-        if (t->addrs[mid] < addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < t->n_addrs && t->addrs[lo] == addr ? t->addr_site[lo] : -1;
+    return lab_find_site(t->addrs, t->addr_site, t->n_addrs, addr);
 }
 
 static const char *reason(int status) {

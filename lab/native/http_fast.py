@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 
 from lab.inventory import LabInventory
-from lab.native import load_library
+from lab.native import address_index, load_library
 
 ACCEPTS_PER_CALL: Final = 256  # as HttpAgent._accept's pure-Python loop
 NATIVE_STATUSES: Final = frozenset({200, 500, 503})  # those http_fast.c knows the reason of
@@ -122,10 +122,7 @@ class HttpFastPath:
             raise ValueError("the site keys take more than 4 GB")
         self._key_offsets = offsets.astype(np.uint32)
         self._keys = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
-        addresses = np.frombuffer(inventory.addresses, dtype=np.uint32) if n else np.zeros(0)
-        order = np.argsort(addresses, kind="stable")
-        self._addrs = np.ascontiguousarray(addresses[order], dtype=np.uint32)
-        self._addr_site = np.ascontiguousarray(order, dtype=np.int32)
+        self._addrs, self._addr_site = address_index(inventory)
         self._hand_fd = np.zeros(ACCEPTS_PER_CALL, dtype=np.int32)
         self._hand_site = np.zeros(ACCEPTS_PER_CALL, dtype=np.int32)
         self._hand_kind = np.zeros(ACCEPTS_PER_CALL, dtype=np.int32)

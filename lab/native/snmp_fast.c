@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "lab_common.h"
+
 #define BATCH 32
 #define MAX_DATAGRAM 65536
 #define MAX_ANSWER 2048
@@ -70,36 +72,15 @@ size_t snmp_fast_site_size(void) { return sizeof(site_t); }
 size_t snmp_fast_table_size(void) { return sizeof(table_t); }
 
 static int find_site(const table_t *t, uint32_t addr) {
-    int lo = 0, hi = t->n_addrs;
-    while (lo < hi) {
-        int mid = (lo + hi) >> 1;
-        if (t->addrs[mid] < addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < t->n_addrs && t->addrs[lo] == addr) ? t->addr_site[lo] : -1;
-}
-
-/* Python's float %, which takes the sign of the divisor (fmod takes the dividend's). */
-static double py_mod(double x, double y) {
-    double mod = fmod(x, y);
-    if (mod != 0.0) {
-        if ((y < 0) != (mod < 0)) mod += y;
-    } else {
-        mod = copysign(0.0, y);
-    }
-    return mod;
+    return lab_find_site(t->addrs, t->addr_site, t->n_addrs, addr);
 }
 
 static int answers(const site_t *s, double now) {
-    if (s->down) return 0;
-    if (s->flap_period == 0.0) return 1;
-    return py_mod(now - s->flap_phase, s->flap_period) < s->flap_period / 2.0;
+    return lab_answers(s->down, s->flap_period, s->flap_phase, now);
 }
 
 static double last_boot(const site_t *s, double now) {
-    return now - py_mod(now - s->reboot_phase, s->reboot_period);
+    return now - lab_py_mod(now - s->reboot_phase, s->reboot_period);
 }
 
 /* Read a definite length at p (short form, or long form of 1-4 octets). */

@@ -18,7 +18,7 @@ import numpy as np
 
 from lab.behaviour import OMEGA, PEAK_UTC_S
 from lab.inventory import LabInventory
-from lab.native import load_library
+from lab.native import address_index, load_library
 
 # One C site_t; the C side reports its size, checked at load.
 SITE_DTYPE: Final = np.dtype(
@@ -144,13 +144,8 @@ class SnmpFastPath:
         sites["community_len"] = lengths
         sites["community_off"] = np.concatenate(([0], np.cumsum(lengths)[:-1])) if n else []
         self._communities = ctypes.create_string_buffer(b"".join(encoded) or b"\0")
-        addresses = (
-            np.frombuffer(inventory.addresses, dtype=np.uint32) if n else np.zeros(0, np.uint32)
-        )
-        order = np.argsort(addresses, kind="stable")
         self._sites = sites
-        self._addrs = np.ascontiguousarray(addresses[order])
-        self._addr_site = np.ascontiguousarray(order.astype(np.int32))
+        self._addrs, self._addr_site = address_index(inventory)
         self.table = _Table(
             self._sites.ctypes.data,
             self._addrs.ctypes.data,

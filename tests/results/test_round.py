@@ -259,14 +259,19 @@ def test_sites_done_early_are_written_while_the_dead_are_awaited(
     assert_whole_round_stored(engine, summary)
 
 
-def test_sites_done_early_are_written_while_silent_web_servers_are_awaited(
-    engine: Engine, round_settings: Settings, lab: Lab
-) -> None:
-    # The other way round, as in the field where a dead link's web server is silent for the
-    # whole HTTP timeout: SNMP ends first, and the HTTP probes run in their child process,
-    # which sends its outcomes as they come, so the sites it has done are built meanwhile.
+def round_with_ten_silent_web_servers(
+    engine: Engine, round_settings: Settings, lab: Lab, *, snmp_timeout: float, http_timeout: float
+) -> tuple[RoundSummary, float, list[dict[str, str]]]:
+    """The lab's sites with the first ten's web servers silent, probed once (HTTP in a child
+    process, no retries) while the writer is watched: (summary, seconds written before the
+    end, the rows)."""
     settings = round_settings.model_copy(
-        update={"snmp_timeout": 0.5, "probe_retries": 0, "http_timeout": 3.0, "http_process_min": 1}
+        update={
+            "snmp_timeout": snmp_timeout,
+            "probe_retries": 0,
+            "http_timeout": http_timeout,
+            "http_process_min": 1,
+        }
     )
     with srv.raw_server(srv.silent) as (host, port):
         rows = [dict(r) for r in lab.rows]
@@ -274,6 +279,18 @@ def test_sites_done_early_are_written_while_silent_web_servers_are_awaited(
             row["http_url"] = f"http://{host}:{port}/"
         insert_sites(engine, rows)
         summary, written_before_end = round_watching_the_writer(engine, settings)
+    return summary, written_before_end, rows
+
+
+def test_sites_done_early_are_written_while_silent_web_servers_are_awaited(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The other way round, as in the field where a dead link's web server is silent for the
+    # whole HTTP timeout: SNMP ends first, and the HTTP probes run in their child process,
+    # which sends its outcomes as they come, so the sites it has done are built meanwhile.
+    summary, written_before_end, rows = round_with_ten_silent_web_servers(
+        engine, round_settings, lab, snmp_timeout=0.5, http_timeout=3.0
+    )
     assert summary.phases["probe snmp"] + 1.0 < summary.phases["probe http"]
     assert summary.errors.get("http timeout", 0) >= 10
     assert written_before_end > 1.0, "not written early"
@@ -324,15 +341,9 @@ def test_sites_done_are_written_while_both_engines_still_run(
     # The lab's down sites leave SNMP silent for its whole timeout and ten web servers are
     # silent for the HTTP one: both engines run to the end of their timeouts, and the sites
     # done meanwhile are written before either engine ends, not only after the first does.
-    settings = round_settings.model_copy(
-        update={"snmp_timeout": 6.0, "probe_retries": 0, "http_timeout": 6.0, "http_process_min": 1}
+    summary, written_before_end, _ = round_with_ten_silent_web_servers(
+        engine, round_settings, lab, snmp_timeout=6.0, http_timeout=6.0
     )
-    with srv.raw_server(srv.silent) as (host, port):
-        rows = [dict(r) for r in lab.rows]
-        for row in rows[:10]:
-            row["http_url"] = f"http://{host}:{port}/"
-        insert_sites(engine, rows)
-        summary, written_before_end = round_watching_the_writer(engine, settings)
     first_engine_end = min(summary.phases["probe snmp"], summary.phases["probe http"])
     assert first_engine_end > 5.5  # both waited out their silent peers
     assert summary.errors.get("http timeout", 0) >= 10 and summary.down > 0
