@@ -867,17 +867,18 @@ def probe_http_many_sync(
 
 
 def _probe_in_child(
+    jobs: Connection,
     conn: Connection,
-    targets: Sequence[HttpTarget],
-    options: dict[str, Any],
     done: Synchronized[int],
 ) -> None:
-    """Child process body: probe, sending (index, outcome) batches as they finish, then end.
+    """Child process body: wait for (targets, options) on ``jobs`` (None: end at once), probe,
+    sending (index, outcome) batches as they finish on ``conn``, then end.
 
-    Outcomes go out every ``STREAM_EVERY_S``, so the parent can use them before the last
-    probe ends; ``None`` marks the end. The round waits for this process to end, so once
-    everything is sent it ends at once: no final collection and no interpreter teardown
-    (0.3-0.4 s with a round's objects alive).
+    The process starts before its targets are known, so its interpreter and imports are
+    ready when they come. Outcomes go out every ``STREAM_EVERY_S``, so the parent can use them
+    before the last probe ends; ``None`` marks the end. The round waits for this process to
+    end, so once everything is sent it ends at once: no final collection and no interpreter
+    teardown (0.3-0.4 s with a round's objects alive).
     """
     pending: list[tuple[int, HttpOutcome]] = []
 
@@ -890,7 +891,7 @@ def _probe_in_child(
             conn.send(pending)
             pending.clear()
 
-    async def probe_and_send() -> None:
+    async def probe_and_send(targets: Sequence[HttpTarget], options: dict[str, Any]) -> None:
         async def send_every() -> None:
             while True:
                 await asyncio.sleep(STREAM_EVERY_S)
@@ -906,37 +907,89 @@ def _probe_in_child(
 
     gc.disable()  # the engine's garbage is freed by refcounting (core.collector)
     try:
-        asyncio.run(probe_and_send())
+        try:
+            job: tuple[list[HttpTarget], dict[str, Any]] | None = jobs.recv()
+        except (EOFError, OSError):
+            job = None  # the parent went away or gave up on this process
+        if job is not None:
+            asyncio.run(probe_and_send(*job))
     finally:
         conn.close()
+        jobs.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
+class HttpProbeProcess:
+    """A child process for ``probe_http_many``, started before its targets are known.
+
+    A round starts one before it loads its sites, so the process's start and imports overlap
+    the load instead of delaying the first HTTP probe; ``probe_http_many_in_process`` then
+    hands it the targets. ``close`` ends one that is not used.
+    """
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.done = ctx.Value("q", 0, lock=False)
+        self.results, results_end = ctx.Pipe(duplex=False)
+        jobs_end, self.jobs = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_probe_in_child,
+            args=(jobs_end, results_end, self.done),
+            name="conectado-http-probes",
+            daemon=True,
+        )
+        self._child_ends = (jobs_end, results_end)
+        self.used = False
+        self.closed = False
+
+    def start(self) -> HttpProbeProcess:
+        """Start the process (it waits for its targets); return self."""
+        self.process.start()
+        for end in self._child_ends:
+            end.close()
+        return self
+
+    def give(self, targets: Sequence[HttpTarget], options: dict[str, Any]) -> None:
+        """Hand the process its one job (blocks while the targets are pickled and sent)."""
+        self.used = True
+        self.jobs.send((list(targets), options))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the process: tell an unused one there is no job, wait, kill it if it lingers.
+        Closing again does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.used:
+            with contextlib.suppress(OSError):
+                self.jobs.send(None)
+        self.jobs.close()
+        self.results.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+
+
 async def probe_http_many_in_process(
     targets: Sequence[HttpTarget],
     *,
+    process: HttpProbeProcess | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_outcome: Callable[[HttpOutcome], None] | None = None,
     **options: Any,
 ) -> list[HttpOutcome]:
     """``probe_http_many`` in a child process, so that it runs on another core.
 
-    The caller's event loop stays free (the SNMP engine runs there meanwhile);
-    ``on_progress`` receives counts of finished probes about four times a second, and
-    ``on_outcome`` (on the loop) each outcome, in batches as the child sends them. If the child
-    dies, the probes it had not reported are run here instead, so a round never loses them.
+    ``process`` is one started ahead (``HttpProbeProcess``), else one is started here; either
+    way it is ended before this returns. The caller's event loop stays free (the SNMP engine
+    runs there meanwhile); ``on_progress`` receives counts of finished probes about four times
+    a second, and ``on_outcome`` (on the loop) each outcome, in batches as the child sends
+    them. If the child dies, the probes it had not reported are run here instead, so a round
+    never loses them.
     """
-    ctx = multiprocessing.get_context("spawn")
-    done = ctx.Value("q", 0, lock=False)
-    parent_end, child_end = ctx.Pipe(duplex=False)
-    child = ctx.Process(
-        target=_probe_in_child,
-        args=(child_end, list(targets), options, done),
-        name="conectado-http-probes",
-        daemon=True,
-    )
     loop = asyncio.get_running_loop()
     results: list[HttpOutcome | None] = [None] * len(targets)
 
@@ -946,26 +999,27 @@ async def probe_http_many_in_process(
             if on_outcome is not None:
                 on_outcome(outcome)
 
-    # start() pickles the targets into the child, which reads them only after its imports
-    # (~1 s): off the loop, so the SNMP probes sharing it are not held up meanwhile.
-    await loop.run_in_executor(None, child.start)
-    child_end.close()
-    receiving = loop.run_in_executor(None, _receive, parent_end, loop, take)
+    child = process
+    complete = False
     reported = 0
     try:
+        if child is None:
+            # Off the loop: the SNMP probes sharing it are not held up by the spawn.
+            child = await loop.run_in_executor(None, HttpProbeProcess().start)
+        # Pickling ~95,000 targets takes a while: off the loop too.
+        await loop.run_in_executor(None, child.give, targets, options)
+        receiving = loop.run_in_executor(None, _receive, child.results, loop, take)
         while not receiving.done():
             await asyncio.wait([receiving], timeout=0.25)
-            if on_progress is not None and done.value > reported:
-                on_progress(done.value - reported)
-                reported = done.value
+            if on_progress is not None and child.done.value > reported:
+                on_progress(child.done.value - reported)
+                reported = child.done.value
         complete = receiving.result()  # every batch was handed to ``take`` before this
+    except (OSError, EOFError):
+        complete = False  # the child went away before it had its targets: run them here
     finally:
-        parent_end.close()
-        try:
-            await loop.run_in_executor(None, child.join, 5)  # the SNMP probes share this loop
-        finally:
-            if child.is_alive():
-                child.kill()
+        if child is not None:
+            await loop.run_in_executor(None, child.close)  # the SNMP probes share this loop
     missing = [i for i, outcome in enumerate(results) if outcome is None]
     if not complete or missing:
         again = await probe_http_many([targets[i] for i in missing], **options)

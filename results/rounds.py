@@ -32,12 +32,13 @@ from urllib.parse import urljoin
 
 import numpy as np
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.collector import collector_paused
 from core.errors import DatabaseUnavailable, InvalidInput
 from core.progress import NullProgress, Progress, ProgressTask
 from core.settings import Settings
-from probes.http import probe_http_many, probe_http_many_in_process
+from probes.http import HttpProbeProcess, probe_http_many, probe_http_many_in_process
 from probes.model import HttpOutcome, HttpTarget, SnmpOutcome, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many
 from results.batch import BatchParts, ChunkRows, ChunkTotals, RoundBatch, build_chunk, round_record
@@ -333,8 +334,12 @@ async def probe_targets(
     on_snmp_outcome: Callable[[SnmpOutcome], None] | None = None,
     on_http_outcome: Callable[[HttpOutcome], None] | None = None,
     meanwhile: Callable[[], Awaitable[None]] | None = None,
+    http_process: HttpProbeProcess | None = None,
 ) -> tuple[list[SnmpOutcome], list[HttpOutcome]]:
     """Run the SNMP and HTTP probes of a round concurrently in the running loop.
+
+    When the HTTP probes run in a child process (``http_process_min``), ``http_process`` is
+    one started ahead (it is ended either way when this returns).
 
     When ``durations`` is given, the seconds each engine took are stored in it under
     ``probe snmp`` and ``probe http`` (the round ends when the slower one does).
@@ -365,9 +370,13 @@ async def probe_targets(
         "ca_file": settings.path(settings.http_ca_file) if settings.http_ca_file else None,
         "max_body_bytes": settings.http_max_body_bytes,
     }
-    if 0 < settings.http_process_min <= len(http_targets):
+    in_process = 0 < settings.http_process_min <= len(http_targets)
+    if http_process is not None and not in_process:
+        await asyncio.get_running_loop().run_in_executor(None, http_process.close)
+    if in_process:
         http_job = probe_http_many_in_process(
             http_targets,
+            process=http_process,
             on_progress=progress_task.advance if progress_task is not None else None,
             on_outcome=on_http_outcome,
             **http_options,
@@ -549,17 +558,66 @@ def run_round(
 ) -> RoundSummary:
     """Probe the selected sites once and store the results (or spool them); see module doc."""
     with collector_paused():
-        return _run_round(
+        http_process = _http_process_ahead(
             engine,
             settings,
+            kinds,
             site_keys=site_keys,
             site_ids=site_ids,
-            kinds=kinds,
-            limit=limit,
             sites_where=sites_where,
-            sites_params=sites_params,
-            progress=progress,
+            limit=limit,
         )
+        try:
+            return _run_round(
+                engine,
+                settings,
+                site_keys=site_keys,
+                site_ids=site_ids,
+                kinds=kinds,
+                limit=limit,
+                sites_where=sites_where,
+                sites_params=sites_params,
+                progress=progress,
+                http_process=http_process,
+            )
+        finally:
+            if http_process is not None:
+                http_process.close()  # unused, or already ended by the probing
+
+
+def _http_process_ahead(
+    engine: Engine,
+    settings: Settings,
+    kinds: Collection[str],
+    *,
+    site_keys: Sequence[str] | None,
+    site_ids: Sequence[int] | None,
+    sites_where: str | None,
+    limit: int | None,
+) -> HttpProbeProcess | None:
+    """Start the HTTP probes' child process before the round loads its sites, when the round
+    will likely run them in one (``http_process_min``): its start and imports then overlap
+    the load instead of delaying the first HTTP probe (about 0.5 s on the 101,322-site lab).
+
+    Only whole-inventory rounds of an inventory that large qualify, judged by the planner's
+    row estimate of ``sites`` (a catalog read); batches, key lists and small inventories
+    start theirs when needed, as before. None when not started.
+    """
+    least = settings.http_process_min
+    if "http" not in kinds or least <= 0 or site_keys or sites_where:
+        return None
+    if (limit is not None and limit < least) or (site_ids is not None and len(site_ids) < least):
+        return None
+    try:
+        with engine.connect() as conn:
+            estimate = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'sites'::regclass")
+            ).scalar_one()
+    except SQLAlchemyError:  # unreachable: the load that follows says so properly
+        return None
+    if estimate is None or estimate < least:
+        return None
+    return HttpProbeProcess().start()
 
 
 def _run_round(
@@ -573,6 +631,7 @@ def _run_round(
     sites_where: str | None,
     sites_params: dict[str, Any] | None,
     progress: Progress | None,
+    http_process: HttpProbeProcess | None,
 ) -> RoundSummary:
     unknown = set(kinds) - KINDS
     if unknown or not kinds:
@@ -627,6 +686,7 @@ def _run_round(
                     on_snmp_outcome=assembly.saw_snmp if both else None,
                     on_http_outcome=assembly.saw_http if both else None,
                     meanwhile=assembly.build_early if both else None,
+                    http_process=http_process,
                 )
             )
             task.finish()

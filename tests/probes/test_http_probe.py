@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from probes.http import parse_probe_url, probe_http, probe_http_many, probe_http_many_in_process
+from probes.http import (
+    HttpProbeProcess,
+    parse_probe_url,
+    probe_http,
+    probe_http_many,
+    probe_http_many_in_process,
+)
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
 from tests.probes import http_servers as srv
 
@@ -329,3 +335,18 @@ def test_a_child_that_dies_midway_loses_no_probe_and_repeats_none() -> None:
     # The child's batch before it died, then the rest probed here: each site once.
     assert sorted(seen) == sorted(t.site_id for t in targets)
     assert set(seen[:20]) == set(range(20))
+
+
+def test_a_process_started_ahead_probes_and_one_that_died_is_replaced_here() -> None:
+    with srv.stdlib_server() as (host, port):
+        targets = [HttpTarget(i, f"http://{host}:{port}/status/200") for i in range(10)]
+        ahead = HttpProbeProcess().start()
+        outcomes = asyncio.run(probe_http_many_in_process(targets, process=ahead, timeout=3))
+        assert [o.ok for o in outcomes] == [True] * 10
+        assert ahead.closed and ahead.process.exitcode == 0
+        dead = HttpProbeProcess().start()
+        dead.process.kill()
+        dead.process.join()
+        outcomes = asyncio.run(probe_http_many_in_process(targets, process=dead, timeout=3))
+    assert [o.site_id for o in outcomes] == list(range(10))
+    assert all(o.ok for o in outcomes)

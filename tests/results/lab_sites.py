@@ -82,7 +82,7 @@ def insert_sites(engine: Engine, rows: list[dict[str, str]], *, status: str = "a
                     "port": int(row["snmp_port"]),
                     "idx": int(row["wan_if_index"]) if row["wan_if_index"] else None,
                     "name": row["wan_if_name"] or None,
-                    "url": row["http_url"],
+                    "url": row["http_url"] or None,
                     "down": float(row["bw_down_mbps"]),
                     "up": float(row["bw_up_mbps"]),
                 },

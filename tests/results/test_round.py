@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,7 +18,15 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from lab.inventory import LabInventory, read_lab_inventory
 from lab.runner import start_lab, stop_lab
-from results.rounds import SLOW_MS, RoundSummary, load_targets, run_round
+from probes.http import HttpProbeProcess
+from results.rounds import (
+    KINDS,
+    SLOW_MS,
+    RoundSummary,
+    _http_process_ahead,
+    load_targets,
+    run_round,
+)
 from tests.ports import free_port
 from tests.probes import http_servers as srv
 from tests.results.lab_sites import insert_sites, write_lab_csv, writer_has_written
@@ -381,3 +391,62 @@ def test_site_selection(engine: Engine, round_settings: Settings, lab: Lab) -> N
     assert f"{keys[1]}: status is 'planned'" in info.value.message
     with pytest.raises(InvalidInput, match="--kind"):
         run_round(engine, round_settings, kinds={"ftp"})
+
+
+def test_a_whole_inventory_round_starts_its_http_process_before_loading(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    insert_sites(engine, lab.rows)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE sites"))  # the estimate the decision reads
+    settings = round_settings.model_copy(update={"http_process_min": 100})
+
+    def ahead(**selection: Any) -> HttpProbeProcess | None:
+        picked = {"site_keys": None, "site_ids": None, "sites_where": None, "limit": None}
+        return _http_process_ahead(engine, settings, KINDS, **(picked | selection))
+
+    started = ahead()
+    assert started is not None and started.process.is_alive()
+    started.close()  # never given a job: it ends at once, cleanly
+    assert started.process.exitcode == 0
+    # Batches, key lists, small limits, SNMP-only rounds and small inventories start none.
+    assert ahead(sites_where="s.id % 2 = 0") is None
+    assert ahead(site_keys=["A"]) is None
+    assert ahead(site_ids=[1, 2]) is None
+    assert ahead(limit=10) is None
+    assert (
+        _http_process_ahead(
+            engine, settings, {"snmp"}, site_keys=None, site_ids=None, sites_where=None, limit=None
+        )
+        is None
+    )
+    big = settings.model_copy(update={"http_process_min": SITES * 10})
+    assert (
+        _http_process_ahead(
+            engine, big, KINDS, site_keys=None, site_ids=None, sites_where=None, limit=None
+        )
+        is None
+    )
+
+    # A whole round uses the one started ahead, and leaves no process behind.
+    summary = run_round(engine, settings)
+    assert_whole_round_stored(engine, summary)
+    assert not [c for c in multiprocessing.active_children() if c.name.startswith("conectado-http")]
+
+
+def test_a_process_started_ahead_and_not_needed_is_ended(
+    engine: Engine, round_settings: Settings, lab: Lab
+) -> None:
+    # The estimate says the inventory is large, but the round has few HTTP targets (most
+    # sites have no probe URL): the child started ahead is told to end, and the HTTP probes
+    # run in this process.
+    rows = [dict(r) for r in lab.rows]
+    for row in rows[50:]:
+        row["http_url"] = ""
+    insert_sites(engine, rows)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE sites"))
+    settings = round_settings.model_copy(update={"http_process_min": 100})
+    summary = run_round(engine, settings)
+    assert summary.written and summary.http_probes == 50
+    assert not [c for c in multiprocessing.active_children() if c.name.startswith("conectado-http")]
