@@ -146,6 +146,13 @@ static size_t put_signed(uint8_t *p, int64_t v) {
     return (size_t)n;
 }
 
+/* The TLV of an unsigned value (Counter32/64, Gauge32, TimeTicks) with `tag`; its length. */
+static size_t unsigned_tlv(uint8_t *out, uint8_t tag, uint64_t v) {
+    out[0] = tag;
+    out[1] = (uint8_t)put_unsigned(out + 2, v);
+    return 2 + (size_t)out[1];
+}
+
 /* Decode one OID arc at p (base 128, canonical: no leading 0x80). */
 static int read_arc(const uint8_t *p, const uint8_t *end, uint32_t *arc) {
     if (p >= end || *p == 0x80) return -1;
@@ -176,10 +183,7 @@ static size_t value_tlv(const table_t *t, const site_t *s, const uint8_t *oid, s
                         double now, uint8_t *out) {
     if (len == sizeof SYS_UPTIME && memcmp(oid, SYS_UPTIME, len) == 0) {
         double up = (now - last_boot(s, now)) * 100.0;
-        uint64_t ticks = (uint64_t)(int64_t)up & 0xffffffffu;
-        out[0] = 0x43;
-        out[1] = (uint8_t)put_unsigned(out + 2, ticks);
-        return 2 + out[1];
+        return unsigned_tlv(out, 0x43, (uint64_t)(int64_t)up & 0xffffffffu);
     }
     int x_table;
     size_t at;
@@ -208,16 +212,13 @@ static size_t value_tlv(const table_t *t, const site_t *s, const uint8_t *oid, s
     else
         return 0;
 
-    int in_kind = 0, counter_kind = 0, hc = 0;
+    int in_kind = 0, hc = 0;
     uint8_t tag;
     if (!x_table && column == 5) { /* ifSpeed */
         uint64_t v = role == ROLE_WAN ? (uint64_t)s->high_speed_mbps * 1000000u
                      : role == ROLE_LAN ? 1000000000u
                                         : 10000000u;
-        if (v > 0xffffffffu) v = 0xffffffffu;
-        out[0] = 0x42;
-        out[1] = (uint8_t)put_unsigned(out + 2, v);
-        return 2 + out[1];
+        return unsigned_tlv(out, 0x42, v > 0xffffffffu ? 0xffffffffu : v);
     } else if (!x_table && column == 8) { /* ifOperStatus */
         out[0] = 0x02;
         out[1] = (uint8_t)put_signed(out + 2, role == ROLE_WAN ? s->wan_oper : 1);
@@ -226,22 +227,17 @@ static size_t value_tlv(const table_t *t, const site_t *s, const uint8_t *oid, s
         uint64_t v = role == ROLE_WAN ? (uint64_t)s->high_speed_mbps
                      : role == ROLE_LAN ? 1000u
                                         : 10u;
-        out[0] = 0x42;
-        out[1] = (uint8_t)put_unsigned(out + 2, v);
-        return 2 + out[1];
+        return unsigned_tlv(out, 0x42, v);
     } else if (!x_table && (column == 10 || column == 16)) {
-        counter_kind = 1;
         in_kind = column == 10;
         tag = 0x41;
     } else if (x_table && (column == 6 || column == 10)) {
-        counter_kind = 1;
         hc = 1;
         in_kind = column == 6;
         tag = 0x46;
     } else {
         return 0;
     }
-    (void)counter_kind;
     uint64_t value = 0;
     if (role != ROLE_LO) {
         /* lab/behaviour.py SiteBehaviour.octets, operation for operation. */
@@ -257,9 +253,7 @@ static size_t value_tlv(const table_t *t, const site_t *s, const uint8_t *oid, s
         value = want_in ? in_oct : out_oct;
         if (!hc) value &= 0xffffffffu;
     }
-    out[0] = tag;
-    out[1] = (uint8_t)put_unsigned(out + 2, value);
-    return 2 + out[1];
+    return unsigned_tlv(out, tag, value);
 }
 
 /*
