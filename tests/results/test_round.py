@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import socket
 import threading
@@ -151,12 +152,19 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     assert len(ids) == SITES
 
     # The next round starts the sites that failed or answered slowly in the slow lane.
+    with engine.begin() as conn:  # an up site with no latency (it goes last among the up)
+        conn.execute(
+            text(
+                "UPDATE site_status SET latency_ms = NULL WHERE site_id = "
+                "(SELECT min(site_id) FROM site_status WHERE state = 'up' AND snmp_ok AND http_ok)"
+            )
+        )
     targets = load_targets(engine, round_settings)
     with engine.connect() as conn:
         last = {
             r.site_id: r
             for r in conn.execute(
-                text("SELECT site_id, snmp_ok, http_ok, latency_ms FROM site_status")
+                text("SELECT site_id, state, snmp_ok, http_ok, latency_ms FROM site_status")
             )
         }
     slow_snmp = {t.site_id for _, t in targets.snmp if t.expect_slow}
@@ -176,6 +184,22 @@ def test_two_rounds_against_the_lab(engine: Engine, round_settings: Settings, la
     answered_slowly = [i for i in order if (last[i].latency_ms or 0) >= SLOW_MS]
     assert answered_slowly
     assert max(order.index(i) for i in answered_slowly) < min(order.index(i) for i in down)
+
+    # The whole order: answered slowly, then down, then failing, then the rest; within each,
+    # slower first, no latency last, then by id.
+    def group(r: Any) -> int:
+        if r.latency_ms is not None and r.latency_ms >= SLOW_MS:
+            return 0
+        if r.state == "down":
+            return 1
+        return 2 if r.snmp_ok is False or r.http_ok is False else 3
+
+    def rank(i: int) -> tuple[int, float, int]:
+        lat = last[i].latency_ms
+        return group(last[i]), -lat if lat is not None else math.inf, i
+
+    assert order == sorted(order, key=rank)
+    assert len({group(last[i]) for i in order}) == 4
 
     time.sleep(2)
     second = run_round(engine, round_settings)
