@@ -12,6 +12,12 @@ Usage: python bench/round.py [--count 101322] [--workers N] [--keep] [--rounds 2
 
 ``--cpus 1`` runs everything under a CPU quota of one core in all, to see the round on a
 host with half this one's CPU (a cgroup; needs root).
+
+The issue states its reference machine by two figures: net-snmp's snmpd on loopback allows
+~15,000 GETs/s (a raw-UDP loop), and pysnmp's ``get_cmd`` manages ~300 probes/s. Both are
+measured here before and after the rounds (bench/probes_snmp.py, smaller counts), so every
+run says how fast this host was at that moment against that reference (skip with
+``--no-host-figures``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import argparse
 import atexit
 import contextlib
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +46,8 @@ if TYPE_CHECKING:
 # CLI, so the child does not spend ~7 CPU-seconds importing them mid-round.
 
 ROOT = PROJECT_ROOT / "var" / "bench-round"
+REFERENCE_CEILING = 15_000  # GETs/s: the issue's snmpd raw-UDP ceiling on its machine
+REFERENCE_PYSNMP = 300  # probes/s: the issue's pysnmp get_cmd figure on its machine
 
 
 def free_port(kind: int) -> int:
@@ -187,6 +198,44 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]], wal
     )
 
 
+def host_figures() -> tuple[float, float] | None:
+    """This host's snmpd raw-UDP ceiling (GETs/s) and pysnmp ``get_cmd`` rate (probes/s) now,
+    from bench/probes_snmp.py with small counts; None (with the reason printed) if it failed."""
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("probes_snmp.py")),
+        "--probes",
+        "30000",
+        "--repeat",
+        "1",
+        "--baseline-probes",
+        "500",
+        "--lab-sites",
+        "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    ceiling = re.search(r"raw-UDP ceiling: ([\d,]+) GETs/s", done.stdout)
+    pysnmp = re.search(r"baseline pysnmp get_cmd: ([\d,]+) probes/s", done.stdout)
+    if done.returncode != 0 or ceiling is None or pysnmp is None:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        print(f"  host figures not measured (bench/probes_snmp.py: {' / '.join(tail)})")
+        return None
+    return float(ceiling[1].replace(",", "")), float(pysnmp[1].replace(",", ""))
+
+
+def show_host(when: str, figures: tuple[float, float] | None) -> None:
+    """Print the host's figures against the issue's reference machine."""
+    if figures is None:
+        return
+    ceiling, pysnmp = figures
+    print(
+        f"host {when}: snmpd raw-UDP ceiling {ceiling:,.0f} GETs/s "
+        f"({ceiling / REFERENCE_CEILING:.2f}× the issue's ~{REFERENCE_CEILING:,}), "
+        f"pysnmp get_cmd {pysnmp:,.0f} probes/s "
+        f"({pysnmp / REFERENCE_PYSNMP:.2f}× its ~{REFERENCE_PYSNMP})"
+    )
+
+
 def _leave_group(root: Path, group: Path) -> None:
     """Move back to the root group and remove ours (left alone while a kept cluster is in it)."""
     with contextlib.suppress(OSError):
@@ -251,9 +300,16 @@ def main() -> None:
         help="emulate a slower host: cap this run (cluster, lab agents, prober) at this many "
         "cores' worth of CPU with a cgroup quota (root; e.g. 1.0 or 0.67)",
     )
+    parser.add_argument(
+        "--no-host-figures",
+        action="store_true",
+        help="skip measuring the host against the issue's reference figures",
+    )
     args = parser.parse_args()
     if args.cpus is not None:
         print(f"set-up: capped at {args.cpus:g} cores' worth of CPU ({cap_cpu(args.cpus)})")
+    if not args.no_host_figures:
+        show_host("before the rounds", host_figures())
     from core.db import make_engine
     from lab.runner import lab_status, start_lab, stop_lab
     from results.rounds import run_round
@@ -284,6 +340,7 @@ def main() -> None:
         http_expect_keyword="Conectado",
     )
     engine = make_engine(cluster.url())
+    walls: list[float] = []
     try:
         agents = {a.name: a.pid for a in state.agents}
         for n in range(1, args.rounds + 1):
@@ -291,6 +348,7 @@ def main() -> None:
             called = time.perf_counter()
             summary = run_round(engine, settings, kinds=set(args.kind.split(",")))
             wall = time.perf_counter() - called
+            walls.append(wall)
             after = cpu_usage(agents, cluster)
             show(
                 n,
@@ -306,6 +364,16 @@ def main() -> None:
         if not args.keep:
             cluster.destroy()
             print(f"\nthrowaway cluster in {cluster.data_dir} removed (use --keep to reuse it)")
+    if walls:
+        missed = sum(w > 20 for w in walls)
+        print(
+            "\nrounds: "
+            + ", ".join(f"{w:.1f}" for w in walls)
+            + " s from call to return; "
+            + (f"{missed} of {len(walls)} over 20 s" if missed else "every one ≤ 20 s")
+        )
+    if not args.no_host_figures:
+        show_host("after the rounds", host_figures())
 
 
 if __name__ == "__main__":
