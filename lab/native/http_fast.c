@@ -17,7 +17,11 @@
  * - answers it when the site answers without delay and one recv() brings a complete request
  *   (up to the blank line) whose request line the Python agent would accept, for any path
  *   but /bytes: the same status line, headers and body as the Python agent's _response(),
- *   sent with one send() and then closed.
+ *   sent with one send() and then closed. The send is flagged MSG_MORE so that the close's
+ *   FIN leaves in the same segment as the answer, and the prober's two ACKs become one:
+ *   8 TCP segments per connection instead of 10 (counted in /proc/net/snmp), lab agent
+ *   16-18 us per connection against 20-21.5, and 0.4-1.0 CPU-s less in a 95,279-site round.
+ *   The prober sees the same bytes and the same EOF.
  * Everything else is handed back to Python with what was done so far, so that the Python
  * agent continues exactly where its own accept/read would be: unknown addresses (404), slow
  * sites, /bytes, bad request lines (400), requests not complete after the first recv (more
@@ -209,8 +213,8 @@ static int serve(table_t *t, int fd, double now, int slot) {
         hand_back(t, slot, fd, site, HAND_READ, (size_t)got);
         return 1;
     }
-    do
-        sent = send(fd, out, size, MSG_NOSIGNAL);
+    do /* MSG_MORE: held until the close below, which sends it with the FIN */
+        sent = send(fd, out, size, MSG_NOSIGNAL | MSG_MORE);
     while (sent < 0 && errno == EINTR);
     if (sent == (ssize_t)size) {
         close(fd);
