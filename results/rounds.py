@@ -165,13 +165,14 @@ def load_targets(
         # bench/lane_order.py): slow-first costs up to 4.5 s when no slow site fails, dead-first
         # as much when a few do, and with many flapping or rain-faded links a few always do.
         # Within a group, slower answers first and sites with no latency last. Group and
-        # latency are one float key (timeouts keep a latency below 1.2e5 ms; a missing one
-        # counts as -1e6 ms): the query of 95,000 sites took 0.42 s so, against 0.79 s with
-        # the group and the latency as two sort keys.
+        # latency are one float key, group × 1e6 − latency: timeouts keep a latency below
+        # 1.2e5 ms, a missing one counts as −4e5, and the key's resolution (below 1e-9 ms)
+        # keeps any two different latencies above 4 µs in order. The query of 95,000 sites
+        # took 0.42 s so, against 0.79 s with the group and the latency as two sort keys.
         sql += (
             " ORDER BY CASE WHEN st.latency_ms >= :slow_ms THEN 0 WHEN st.state = 'down' THEN 1"
-            " WHEN st.snmp_ok IS FALSE OR st.http_ok IS FALSE THEN 2 ELSE 3 END * 1e7::float8"
-            " - coalesce(st.latency_ms, -1e6::float8), s.id"
+            " WHEN st.snmp_ok IS FALSE OR st.http_ok IS FALSE THEN 2 ELSE 3 END * 1e6::float8"
+            " - coalesce(st.latency_ms, -4e5::float8), s.id"
         )
     else:
         sql += " ORDER BY s.id LIMIT :limit"  # --limit N: the first N sites, predictably
