@@ -6,7 +6,7 @@ seed 42) imported with the sites importer, and the lab agents started in the bac
 free ports. Then two rounds are run and timed per phase: the first has no previous counters,
 the second computes rates for every site that answered both times. CPU seconds of the prober,
 of each agent and of PostgreSQL are printed to show where the time goes, with the floor they
-set: all of them divided by the cores. Goal: a round ≤ 20 s.
+set: all of them divided by the cores (by the quota under ``--cpus``). Goal: a round ≤ 20 s.
 
 Usage: python bench/round.py [--count 101322] [--workers N] [--keep] [--rounds 2] [--cpus N]
 
@@ -161,7 +161,13 @@ def prepare(count: int, keep: bool) -> tuple[EmbeddedCluster, Path, dict[str, in
     return cluster, sites_csv, ports
 
 
-def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]], wall: float) -> None:
+def show(
+    n: int,
+    summary: RoundSummary,
+    cpu: dict[str, tuple[float, float]],
+    wall: float,
+    cores: float,
+) -> None:
     ph = summary.phases
     print(
         f"\nround {n}: {summary.sites:,} sites, {summary.snmp_probes:,} SNMP + "
@@ -178,7 +184,6 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]], wal
     )
     print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in ph.items()))
     spent = sum(u + s for u, s in cpu.values())
-    cores = os.cpu_count() or 1
     print(
         "  CPU s (user + system):  "
         + ", ".join(f"{k} {u + s:.1f} ({u:.1f} + {s:.1f})" for k, (u, s) in cpu.items())
@@ -186,7 +191,7 @@ def show(n: int, summary: RoundSummary, cpu: dict[str, tuple[float, float]], wal
     )
     # The same run's floor: this much work cannot finish sooner on this many cores, however
     # well the phases overlap.
-    print(f"  CPU floor: {spent / cores:.1f} s ({spent:.1f} CPU-s on {cores} cores)")
+    print(f"  CPU floor: {spent / cores:.1f} s ({spent:.1f} CPU-s on {cores:g} cores)")
     if summary.errors:
         print("  failures: " + ", ".join(f"{k} {v:,}" for k, v in list(summary.errors.items())[:8]))
     # The round as its caller waits for it: the phases plus what run_round does after them
@@ -355,6 +360,8 @@ def main() -> None:
                 summary,
                 {k: (after[k][0] - before[k][0], after[k][1] - before[k][1]) for k in after},
                 wall,
+                # Under --cpus the run has that many cores' worth of CPU, whatever the machine.
+                args.cpus if args.cpus is not None else float(os.cpu_count() or 1),
             )
             if n < args.rounds:
                 time.sleep(args.gap)
