@@ -147,6 +147,12 @@ static size_t put_signed(uint8_t *p, int64_t v) {
 }
 
 /* The TLV of an unsigned value (Counter32/64, Gauge32, TimeTicks) with `tag`; its length. */
+/* Copy n bytes to p; return n (for "o += put_bytes(out + o, ...)"). */
+static size_t put_bytes(uint8_t *p, const void *src, size_t n) {
+    memcpy(p, src, n);
+    return n;
+}
+
 static size_t unsigned_tlv(uint8_t *out, uint8_t tag, uint64_t v) {
     out[0] = tag;
     out[1] = (uint8_t)put_unsigned(out + 2, v);
@@ -317,9 +323,8 @@ int snmp_fast_answer(const table_t *t, const uint8_t *data, size_t size, uint32_
         size_t body = oid_tlv_len + value_len;
         vbs[vb_len++] = 0x30;
         vb_len += put_len(vbs + vb_len, body);
-        memcpy(vbs + vb_len, oid_tlv, oid_tlv_len);
-        memcpy(vbs + vb_len + oid_tlv_len, value, value_len);
-        vb_len += body;
+        vb_len += put_bytes(vbs + vb_len, oid_tlv, oid_tlv_len);
+        vb_len += put_bytes(vbs + vb_len, value, value_len);
     }
 
     /* PDU content: request-id, error-status 0, error-index 0, varbind list */
@@ -339,20 +344,13 @@ int snmp_fast_answer(const table_t *t, const uint8_t *data, size_t size, uint32_
     size_t o = 0;
     out[o++] = 0x30;
     o += put_len(out + o, msg_len);
-    memcpy(out + o, "\x02\x01\x01", 3);
-    o += 3;
-    memcpy(out + o, community, comm_len);
-    o += comm_len;
-    memcpy(out + o, pdu_head, pdu_head_len);
-    o += pdu_head_len;
-    memcpy(out + o, rid, rid_len);
-    o += rid_len;
-    memcpy(out + o, "\x02\x01\x00\x02\x01\x00", 6);
-    o += 6;
-    memcpy(out + o, head, vb_head);
-    o += vb_head;
-    memcpy(out + o, vbs, vb_len);
-    o += vb_len;
+    o += put_bytes(out + o, "\x02\x01\x01", 3); /* version: v2c */
+    o += put_bytes(out + o, community, comm_len);
+    o += put_bytes(out + o, pdu_head, pdu_head_len);
+    o += put_bytes(out + o, rid, rid_len);
+    o += put_bytes(out + o, "\x02\x01\x00\x02\x01\x00", 6); /* error-status, error-index */
+    o += put_bytes(out + o, head, vb_head);
+    o += put_bytes(out + o, vbs, vb_len);
     return (int)o;
 }
 
