@@ -15,7 +15,6 @@ is missing, or ``CONECTADO_LAB_NATIVE=false``, the agents run in pure Python.
 from __future__ import annotations
 
 import ctypes
-import logging
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -23,17 +22,12 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import numpy.typing as npt
 
+from core.native import load_compiled
+
 if TYPE_CHECKING:
     from lab.inventory import LabInventory
 
-log = logging.getLogger("conectado.lab.native")
-
 NATIVE_DIR: Final = Path(__file__).resolve().parent
-
-
-def library_path(name: str) -> Path:
-    """Return where the compiled library ``name`` (``snmp_fast``, ``http_fast``) lives."""
-    return NATIVE_DIR / f"_{name}.so"
 
 
 @cache
@@ -42,19 +36,7 @@ def load_library(name: str) -> ctypes.CDLL | None:
 
     A library older than its source is not used either: it would answer with the old code.
     """
-    path = library_path(name)
-    source = NATIVE_DIR / f"{name}.c"
-    if not path.exists():
-        log.warning(
-            "lab/native/%s is not built (run make): the agent runs in pure Python", path.name
-        )
-        return None
-    if source.exists() and source.stat().st_mtime > path.stat().st_mtime:
-        log.warning(
-            "lab/native/%s is older than %s (run make): pure Python", path.name, source.name
-        )
-        return None
-    return ctypes.CDLL(str(path), use_errno=True)
+    return load_compiled(NATIVE_DIR, name, "the agent runs in pure Python")
 
 
 def address_index(inventory: LabInventory) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32]]:
