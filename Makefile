@@ -19,13 +19,16 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python python3.11 --compile-bytecode
 	touch $@
 
-# The lab agents' compiled fast paths (lab/native/__init__.py); without them the lab runs in
-# pure Python, slower.
-LAB_NATIVE := $(patsubst lab/native/%.c,lab/native/_%.so,$(wildcard lab/native/*.c))
+# The compiled fast paths (core/native.py): the lab agents' (lab/native) and the HTTP prober's
+# (probes/native). Without them the same code runs in pure Python, slower.
+NATIVE := $(patsubst %.c,%.so,$(foreach c,$(wildcard lab/native/*.c probes/native/*.c),$(dir $(c))_$(notdir $(c))))
+CC_NATIVE := gcc -O2 -g -fPIC -shared -std=gnu11 -Wall -Wextra -Werror -ffp-contract=off
 lab/native/_%.so: lab/native/%.c lab/native/lab_common.h
-	gcc -O2 -g -fPIC -shared -std=gnu11 -Wall -Wextra -Werror -ffp-contract=off -o $@ $< -lm
+	$(CC_NATIVE) -o $@ $< -lm
+probes/native/_%.so: probes/native/%.c
+	$(CC_NATIVE) -o $@ $<
 
-native: $(LAB_NATIVE)
+native: $(NATIVE)
 
 system-demo:
 	scripts/system-packages.sh demo
@@ -33,7 +36,7 @@ system-demo:
 system-test:
 	scripts/system-packages.sh test
 
-setup: system-demo $(VENV)/.synced $(LAB_NATIVE)
+setup: system-demo $(VENV)/.synced $(NATIVE)
 
 demo: setup
 	$(VENV)/bin/conectado demo
@@ -44,7 +47,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-test: system-test $(VENV)/.synced $(LAB_NATIVE) lint
+test: system-test $(VENV)/.synced $(NATIVE) lint
 	$(VENV)/bin/pytest
 
 clean-db:

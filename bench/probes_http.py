@@ -8,7 +8,9 @@ agent (2 workers) is used instead and the output says so.
 Measured, pinned to core 0 (os.sched_setaffinity):
 - ceiling: a minimal raw-socket epoll loop (connect, send, read to EOF; no parsing, no
   outcomes) — what Python on this core can do at all;
-- ours: probes.http.probe_http_many (full parsing, keyword check, outcomes);
+- ours: probes.http.probe_http_many (full parsing, keyword check, outcomes), with its compiled
+  loop for plain http:// (probes/native/http_fast.c) and with the Python engine alone
+  (native=False), alternated;
 - baselines: httpx.AsyncClient and aiohttp (keep-alive off, so one connection per probe),
   with a bounded number of probes.
 
@@ -41,6 +43,7 @@ from pathlib import Path
 from lab.inventory import lab_address
 from probes.http import probe_http_many
 from probes.model import HttpTarget
+from probes.native.http_fast import fast_path_available
 
 BODY = "<html><body><h1>Conectado</h1><p>site ok</p></body></html>"
 NGINX_CONF = """
@@ -197,10 +200,14 @@ def raw_ceiling(addresses: list[str], port: int, concurrency: int) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def ours(addresses: list[str], concurrency: int) -> tuple[float, float, float, int]:
+def ours(
+    addresses: list[str], concurrency: int, *, native: bool = True
+) -> tuple[float, float, float, int]:
     targets = [HttpTarget(i, u, expect_keyword="Conectado") for i, u in enumerate(addresses)]
     t0 = time.perf_counter()
-    outs = asyncio.run(probe_http_many(targets, timeout=5, retries=0, concurrency=concurrency))
+    outs = asyncio.run(
+        probe_http_many(targets, timeout=5, retries=0, concurrency=concurrency, native=native)
+    )
     took = time.perf_counter() - t0
     ttfb = sorted(o.ttfb_ms for o in outs if o.ttfb_ms is not None)
     ok = sum(o.ok for o in outs)
@@ -382,16 +389,34 @@ def probe_figures(args: argparse.Namespace) -> None:
             ceiling_cpu.append((time.process_time() - c0) * 1e6 / len(hosts))
         rows.append(("raw epoll ceiling (no parsing)", ceiling, ceiling_cpu, ""))
 
-        mine: list[float] = []
-        mine_cpu: list[float] = []
-        note = ""
+        # The compiled loop (probes/native) and the Python engine alone, alternated in each
+        # repeat so that both see the same moments of a noisy host.
+        engine_rates: dict[bool, list[float]] = {True: [], False: []}
+        engine_cpus: dict[bool, list[float]] = {True: [], False: []}
+        notes: dict[bool, str] = {}
         for _ in range(args.repeat):
-            c0 = time.process_time()
-            rate, p50, p95, ok = ours(urls(server.port, args.probes), args.concurrency)
-            mine_cpu.append((time.process_time() - c0) * 1e6 / args.probes)
-            mine.append(rate)
-            note = f"ok {ok:,}/{args.probes:,}; ttfb p50 {p50:.1f} ms, p95 {p95:.1f} ms"
-        rows.append(("ours: probes.http.probe_http_many", mine, mine_cpu, note))
+            for native in (True, False):
+                c0 = time.process_time()
+                rate, p50, p95, ok = ours(
+                    urls(server.port, args.probes), args.concurrency, native=native
+                )
+                engine_cpus[native].append((time.process_time() - c0) * 1e6 / args.probes)
+                engine_rates[native].append(rate)
+                notes[native] = (
+                    f"ok {ok:,}/{args.probes:,}; ttfb p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+                )
+        if not fast_path_available():
+            notes[True] = "probes/native NOT built (make native): Python engine; " + notes[True]
+        mine, mine_cpu = engine_rates[True], engine_cpus[True]
+        rows.append(("ours: probe_http_many (compiled loop)", mine, mine_cpu, notes[True]))
+        rows.append(
+            (
+                "ours: Python engine only (native=False)",
+                engine_rates[False],
+                engine_cpus[False],
+                notes[False],
+            )
+        )
 
         base = urls(server.port, args.baseline_probes, 100_000)
         for name, fn in (
@@ -412,12 +437,17 @@ def probe_figures(args: argparse.Namespace) -> None:
             )
         med = statistics.median(mine)
         med_cpu = statistics.median(mine_cpu)
-        hx, ah = rows[2][1][0], rows[3][1][0]
+        hx, ah = rows[3][1][0], rows[4][1][0]
         print(
             f"\nours / ceiling = {med / statistics.median(ceiling):.2f}; ours / httpx = "
             f"{med / hx:.1f}x; ours / aiohttp = {med / ah:.1f}x; one core fully ours would do "
             f"~{1e6 / med_cpu:,.0f}/s (1e6 / CPU µs per probe); goal ≥ 3,000/s: "
             f"{'met' if med >= 3000 else 'NOT met'} as measured"
+        )
+        python_cpu = statistics.median(engine_cpus[False])
+        print(
+            f"compiled loop against the Python engine alone: {med_cpu:,.0f} against "
+            f"{python_cpu:,.0f} CPU µs per probe ({python_cpu / med_cpu:.2f}x less CPU)"
         )
         print(
             f"load average now {os.getloadavg()[0]:.1f}: other work on the machine depresses "

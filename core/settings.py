@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         description="Path (may hold {n}) fetched for the throughput test instead of the probe "
         "URL's own, e.g. /bytes?n={n} on the lab agent.",
     )
+    http_native: bool = Field(
+        default=True,
+        description="Plain http:// probes of IPv4 addresses run in the compiled loop of "
+        "probes/native (built by make), with the same outcomes; false runs every HTTP probe in "
+        "Python.",
+    )
     http_process_min: int = Field(
         default=5000,
         ge=0,

@@ -21,9 +21,13 @@ Error classes (``probes.model.ErrorClass``):
 - ``bad_response``: something answered but not with a complete HTTP response (garbage, closed
   or reset mid-response, headers too large);
 - ``http_status``: a complete response with status ≥ 400;
-- ``keyword_missing``: a 2xx/3xx response whose body (its first ``max_body_bytes``) lacks the
-  expected keyword (exact, case-sensitive bytes);
+- ``keyword_missing``: a 2xx/3xx response whose body (its first ``max_body_bytes``, or the
+  target's ``throughput_bytes`` when that is smaller) lacks the expected keyword (exact,
+  case-sensitive bytes);
 - ``config``: the URL cannot be probed (bad scheme, no host, HEAD with a keyword).
+
+Interim answers (1xx but 101) are skipped; whatever follows a complete answer in the same read
+is ignored.
 
 Retries (``retries`` more attempts) happen only when no TCP connection was made (refused,
 unreachable, connect timeout); a site that accepted the connection is never retried.
@@ -60,6 +64,7 @@ import httptools
 
 from probes.lanes import Lanes
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
+from probes.native import http_fast as fast
 
 # How often the HTTP child sends the outcomes it has (probe_http_many_in_process).
 STREAM_EVERY_S: Final = 0.25
@@ -84,6 +89,13 @@ _PHASE_NAMES: Final = {
     _HANDSHAKE: "TLS handshake not finished",
     _SENDING: "request not sent",
     _READING: "no complete response",
+}
+
+# The compiled loop's phases (probes/native/http_fast.c) as this engine's.
+_FAST_PHASES: Final = {
+    fast.PHASE_CONNECTING: _CONNECTING,
+    fast.PHASE_SENDING: _SENDING,
+    fast.PHASE_READING: _READING,
 }
 
 _REFUSED_ERRNOS: Final = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
@@ -188,6 +200,7 @@ class _Probe:
         "index",
         "keep",
         "keyword",
+        "native",
         "read_cap",
         "request",
         "server_hostname",
@@ -207,9 +220,12 @@ class _Probe:
         self.family = url.literal_family or socket.AF_INET
         self.keyword = target.expect_keyword.encode() if target.expect_keyword else None
         self.read_cap = read_cap
-        self.keep = keep if self.keyword is not None else 0  # body bytes kept for the keyword
+        # The body bytes searched for the keyword: the first ``keep``, or all that is read when
+        # the cap is smaller (then what is searched never depends on how the reads fell).
+        self.keep = min(keep, read_cap) if self.keyword is not None else 0
         self.attempts = 0
         self.slow = False  # the running attempt came from the slow lane
+        self.native = False  # its attempts run in the compiled loop (probes.native)
         self.request = (
             f"{target.method} {url.path} HTTP/1.1\r\nHost: {url.host_header}\r\n"
             f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -230,10 +246,12 @@ class _Conn:
         "head",
         "header_bytes",
         "headers_done",
+        "interim",
         "outbuf",
         "parser",
         "phase",
         "probe",
+        "received",
         "sent_at",
         "sock",
         "started",
@@ -263,6 +281,8 @@ class _Conn:
         self.body = bytearray()
         self.body_bytes = 0
         self.header_bytes = 0
+        self.received = 0  # answer bytes read, head and body
+        self.interim = 0  # interim (1xx) answers skipped before the final one
 
     # httptools callbacks -----------------------------------------------------------------
     @property
@@ -272,26 +292,39 @@ class _Conn:
         Read from the raw header block only when needed (at an early EOF), so that the parser
         needs no per-header callback on the hot path.
         """
-        head = bytes(self.head).split(b"\r\n\r\n", 1)[0].lower()
+        heads = bytes(self.head).split(b"\r\n\r\n", self.interim + 1)
+        head = heads[min(self.interim, len(heads) - 1)].lower()
         return b"\ncontent-length:" in head or (
             b"\ntransfer-encoding:" in head and b"chunked" in head
         )
 
+    # Once the answer is complete, llhttp may go on parsing what follows in the same read (a
+    # body sent to a HEAD, a second answer): ignored, so that an outcome never depends on how
+    # the bytes fell into reads.
     def on_headers_complete(self) -> None:
-        self.headers_done = True
+        if self.complete:
+            return
         assert self.parser is not None
-        self.status = self.parser.get_status_code()
-        if self.probe.target.method == "HEAD" or self.status in (204, 304):
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.interim += 1  # 100 Continue, 103 Early Hints...: the final answer follows
+            return
+        self.headers_done = True
+        self.status = status
+        if self.probe.target.method == "HEAD" or status in (204, 304):
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
         probe = self.probe
         if len(self.body) < probe.keep:
             self.body += body[: probe.keep - len(self.body)]
         self.body_bytes += min(len(body), probe.read_cap - self.body_bytes)
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        if self.headers_done:  # else the end of an interim answer
+            self.complete = True
 
 
 class HttpEngine:
@@ -308,6 +341,7 @@ class HttpEngine:
         tls_context: ssl.SSLContext | None,
         max_body_bytes: int,
         on_outcome_at: Callable[[int, HttpOutcome], None] | None = None,
+        native: bool = True,
     ) -> None:
         self.targets = targets
         self.timeout = timeout
@@ -328,6 +362,10 @@ class HttpEngine:
         self._perf0 = time.perf_counter()
         self._finished: asyncio.Future[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
+        self._native = native and fast.fast_path_available()
+        # the compiled loop, if any probe runs there (its counts stay readable after run())
+        self.fast: fast.HttpFastPath | None = None
+        self._probes: list[_Probe | None] = [None] * len(targets)
 
     @property
     def tls_context(self) -> ssl.SSLContext:
@@ -390,6 +428,7 @@ class HttpEngine:
                 continue
             cap = target.throughput_bytes or self.max_body_bytes
             probe = _Probe(index, target, url, cap, self.max_body_bytes)
+            self._probes[index] = probe
             if url.literal_family is None:
                 found = resolved.get((url.host, url.port))
                 if isinstance(found, str):
@@ -400,19 +439,56 @@ class HttpEngine:
             self._queue.push(probe, slow=target.expect_slow)
         if self._done == len(self.results):
             return self._collect()
+        if self._native:
+            self.fast = self._fast_path()
         loop.add_reader(self._ep.fileno(), self._on_ready)
+        if self.fast is not None:
+            loop.add_reader(self.fast.epoll_fd, self._on_fast_ready)
         try:
             self._fill()
             self._schedule_tick(loop)
             await self._finished
         finally:
             loop.remove_reader(self._ep.fileno())
+            if self.fast is not None:
+                loop.remove_reader(self.fast.epoll_fd)
+                self.fast.close()
             if self._tick is not None:
                 self._tick.cancel()
             for conn in list(self._conns.values()):
                 self._close(conn)
             self._ep.close()
         return self._collect()
+
+    def _fast_path(self) -> fast.HttpFastPath | None:
+        """The compiled loop for the probes it can run (plain http:// to an IPv4 literal), or
+        None when there are none."""
+        rows: list[fast.FastProbe] = []
+        for probe in self._probes:
+            if (
+                probe is None
+                or probe.tls
+                or probe.family != socket.AF_INET
+                or not fast.fits_fast_path(probe.request, probe.keyword)
+            ):
+                continue
+            probe.native = True
+            host, port = probe.addr[0], probe.addr[1]
+            rows.append(
+                fast.FastProbe(
+                    probe.index,
+                    host,
+                    port,
+                    probe.request,
+                    probe.keyword,
+                    probe.read_cap,
+                    probe.keep,
+                    probe.target.method == "HEAD",
+                )
+            )
+        if not rows:
+            return None
+        return fast.HttpFastPath(len(self._probes), rows, self.timeout)
 
     def _collect(self) -> list[HttpOutcome]:
         out: list[HttpOutcome] = []
@@ -457,6 +533,8 @@ class HttpEngine:
 
     def _on_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._expire(time.perf_counter())
+        if self.fast is not None:
+            self._fast_poll()
         self._fill()
         if self._finished is not None and not self._finished.done():
             self._schedule_tick(loop)
@@ -464,10 +542,36 @@ class HttpEngine:
     # -- starting attempts -----------------------------------------------------------------
     def _fill(self) -> None:
         queue = self._queue
-        while queue and len(self._conns) < self.concurrency:
+        fast_path = self.fast
+        if fast_path is None:
+            while queue and len(self._conns) < self.concurrency:
+                probe, slow = queue.pop()
+                probe.slow = slow
+                self._start(probe)
+            return
+        while queue and len(self._conns) + fast_path.live < self.concurrency:
             probe, slow = queue.pop()
             probe.slow = slow
-            self._start(probe)
+            if probe.native:
+                self._start_fast(fast_path, probe)
+            else:
+                self._start(probe)
+
+    def _start_fast(self, fast_path: fast.HttpFastPath, probe: _Probe) -> None:
+        probe.attempts += 1
+        rc = fast_path.start(probe.index)
+        if rc == 0:
+            return
+        now = time.perf_counter()
+        if rc < 0:
+            self._slot_freed(probe)
+            self._fail_early(
+                probe.index, probe.target, ErrorClass.INTERNAL, f"no socket: {os.strerror(-rc)}"
+            )
+            return
+        self._slot_freed(probe)
+        error, detail = _errno_failure(rc)
+        self._failed(probe, now, now, error, detail)
 
     def _start(self, probe: _Probe) -> None:
         probe.attempts += 1
@@ -515,6 +619,106 @@ class HttpEngine:
             elif phase == _SENDING:
                 self._send(conn)
         self._fill()
+
+    def _on_fast_ready(self) -> None:
+        self._fast_poll()
+        self._fill()
+
+    def _fast_poll(self) -> None:
+        fast_path = self.fast
+        assert fast_path is not None
+        while True:
+            records = fast_path.poll()
+            for record in records:
+                self._fast_record(fast_path, record)
+            if len(records) < fast.RECORDS_PER_POLL:
+                return
+
+    def _fast_record(self, fast_path: fast.HttpFastPath, r: fast.FastRecord) -> None:
+        """Turn what the compiled loop saw into an outcome, with the rules of ``_fail``,
+        ``_eof`` and ``_success``; or carry on with a connection it handed back."""
+        probe = self._probes[r.slot]
+        assert probe is not None
+        started = r.started
+        connect_ms = (r.connect_at - started) * 1000.0 if r.flags & fast.FLAG_CONNECTED else None
+        ttfb_ms = (r.first_byte_at - started) * 1000.0 if r.first_byte_at else None
+        if r.kind == fast.KIND_HANDBACK:
+            fast_path.handed += 1
+            self._adopt(probe, r, fast_path.handed_bytes(r), connect_ms, ttfb_ms)
+            return
+        self._slot_freed(probe)
+        kind = r.kind
+        if kind == fast.KIND_OK:
+            self._succeeded(
+                probe,
+                r.end_at,
+                started,
+                r.sent_at,
+                r.status,
+                r.body_bytes,
+                bool(r.flags & fast.FLAG_KEYWORD_FOUND) if probe.keyword is not None else None,
+                r.kept,
+                capped=bool(r.flags & fast.FLAG_CAPPED),
+                connect_ms=connect_ms,
+                ttfb_ms=ttfb_ms,
+            )
+            return
+        if kind == fast.KIND_ERRNO:
+            error, detail = _errno_failure(r.err)
+        elif kind == fast.KIND_RESET_MID:
+            error = ErrorClass.BAD_RESPONSE
+            detail = f"connection reset mid-response ({os.strerror(r.err)})"
+        elif kind == fast.KIND_EOF_NO_RESPONSE:
+            error, detail = ErrorClass.BAD_RESPONSE, "connection closed without a response"
+        elif kind == fast.KIND_EOF_IN_HEADERS:
+            error, detail = ErrorClass.BAD_RESPONSE, "connection closed inside the headers"
+        elif kind == fast.KIND_EOF_SHORT_BODY:
+            error = ErrorClass.BAD_RESPONSE
+            detail = f"connection closed before the body was complete ({r.body_bytes} bytes)"
+        else:
+            phase = _FAST_PHASES.get(r.phase, _READING)
+            what = _PHASE_NAMES.get(phase, "no answer")
+            if phase == _READING and ttfb_ms is not None:
+                what = f"response incomplete ({r.received} bytes read)"
+            error, detail = ErrorClass.TIMEOUT, f"{what} within {self.timeout:g} s"
+        headers_done = bool(r.flags & fast.FLAG_HEADERS_DONE)
+        self._failed(
+            probe,
+            r.end_at,
+            started,
+            error,
+            detail,
+            connect_ms=connect_ms,
+            ttfb_ms=ttfb_ms,
+            status=r.status or None,
+            bytes_read=r.body_bytes if headers_done else None,
+        )
+
+    def _adopt(
+        self,
+        probe: _Probe,
+        r: fast.FastRecord,
+        data: bytes,
+        connect_ms: float | None,
+        ttfb_ms: float | None,
+    ) -> None:
+        """Carry on in Python with a connection the compiled loop handed back: feed llhttp the
+        bytes it read, then read on, under the attempt's own deadline."""
+        sock = socket.socket(fileno=r.fd)
+        sock.setblocking(False)
+        conn = _Conn(probe, sock, r.started, r.started + self.timeout)
+        conn.connect_ms = connect_ms
+        conn.sent_at = r.sent_at
+        conn.phase = _READING
+        conn.parser = httptools.HttpResponseParser(conn)
+        self._conns[conn.fd] = conn
+        heapq.heappush(self._heap, (conn.deadline, next(self._seq), conn))
+        self._ep.register(conn.fd, _EVENTS)
+        if data:
+            conn.ttfb_ms = ttfb_ms
+            if self._take(conn, data):
+                return
+        self._read(conn)
 
     def _connected(self, conn: _Conn) -> None:
         conn.connect_ms = (time.perf_counter() - conn.started) * 1000.0
@@ -594,8 +798,6 @@ class HttpEngine:
 
     def _read(self, conn: _Conn) -> None:
         sock = conn.sock
-        parser = conn.parser
-        assert parser is not None
         while True:
             try:
                 data = sock.recv(_RECV_SIZE)
@@ -619,32 +821,41 @@ class HttpEngine:
             if not data:
                 self._eof(conn)
                 return
-            if conn.ttfb_ms is None:
-                conn.ttfb_ms = (time.perf_counter() - conn.started) * 1000.0
-            if not conn.headers_done:
-                conn.header_bytes += len(data)
-                conn.head += data[: MAX_HEADER_BYTES + 4 - len(conn.head)]
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                conn.complete = True
-            except httptools.HttpParserError as exc:
-                if not conn.complete:
-                    self._fail(conn, ErrorClass.BAD_RESPONSE, f"not a valid HTTP response: {exc}")
-                    return
-            if conn.complete:
-                self._success(conn)
+            if self._take(conn, data):
                 return
-            if not conn.headers_done and conn.header_bytes > MAX_HEADER_BYTES:
-                self._fail(
-                    conn,
-                    ErrorClass.BAD_RESPONSE,
-                    f"no end of headers within {MAX_HEADER_BYTES} bytes",
-                )
-                return
-            if conn.body_bytes >= conn.probe.read_cap:
-                self._success(conn, capped=True)
-                return
+
+    def _take(self, conn: _Conn, data: bytes) -> bool:
+        """Feed answer bytes to the parser; True when the probe ended (success or failure)."""
+        if conn.ttfb_ms is None:
+            conn.ttfb_ms = (time.perf_counter() - conn.started) * 1000.0
+        conn.received += len(data)
+        if not conn.headers_done:
+            conn.header_bytes += len(data)
+            conn.head += data[: MAX_HEADER_BYTES + 4 - len(conn.head)]
+        parser = conn.parser
+        assert parser is not None
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            conn.complete = True
+        except httptools.HttpParserError as exc:
+            if not conn.complete:
+                self._fail(conn, ErrorClass.BAD_RESPONSE, f"not a valid HTTP response: {exc}")
+                return True
+        if conn.complete:
+            self._success(conn)
+            return True
+        if not conn.headers_done and conn.header_bytes > MAX_HEADER_BYTES:
+            self._fail(
+                conn,
+                ErrorClass.BAD_RESPONSE,
+                f"no end of headers within {MAX_HEADER_BYTES} bytes",
+            )
+            return True
+        if conn.body_bytes >= conn.probe.read_cap:
+            self._success(conn, capped=True)
+            return True
+        return False
 
     def _eof(self, conn: _Conn) -> None:
         if conn.ttfb_ms is None:
@@ -669,7 +880,7 @@ class HttpEngine:
                 continue
             what = _PHASE_NAMES.get(conn.phase, "no answer")
             if conn.phase == _READING and conn.ttfb_ms is not None:
-                what = f"response incomplete ({conn.header_bytes + conn.body_bytes} bytes read)"
+                what = f"response incomplete ({conn.received} bytes read)"
             self._fail(conn, ErrorClass.TIMEOUT, f"{what} within {self.timeout:g} s")
 
     def _close(self, conn: _Conn) -> None:
@@ -687,24 +898,42 @@ class HttpEngine:
             self._queue.slow_done()
 
     def _fail_errno(self, conn: _Conn, err: int) -> None:
-        text = os.strerror(err)
-        if err in _REFUSED_ERRNOS:
-            phase = "connection refused" if err == errno.ECONNREFUSED else "connection reset"
-            self._fail(conn, ErrorClass.REFUSED, f"{phase} ({text})")
-        elif err in _UNREACHABLE_ERRNOS:
-            self._fail(conn, ErrorClass.UNREACHABLE, text)
-        elif err == errno.ETIMEDOUT:
-            self._fail(conn, ErrorClass.TIMEOUT, text)
-        else:
-            self._fail(conn, ErrorClass.UNREACHABLE, f"socket error: {text}")
+        error, detail = _errno_failure(err)
+        self._fail(conn, error, detail)
 
     def _fail(self, conn: _Conn, error: ErrorClass, detail: str) -> None:
         now = time.perf_counter()
-        probe = conn.probe
-        answered = conn.connect_ms is not None
         self._close(conn)
+        self._failed(
+            conn.probe,
+            now,
+            conn.started,
+            error,
+            detail,
+            connect_ms=conn.connect_ms,
+            ttfb_ms=conn.ttfb_ms,
+            status=conn.status,
+            tls_days_left=conn.tls_days_left,
+            bytes_read=conn.body_bytes if conn.headers_done else None,
+        )
+
+    def _failed(
+        self,
+        probe: _Probe,
+        now: float,
+        started: float,
+        error: ErrorClass,
+        detail: str,
+        *,
+        connect_ms: float | None = None,
+        ttfb_ms: float | None = None,
+        status: int | None = None,
+        tls_days_left: float | None = None,
+        bytes_read: int | None = None,
+    ) -> None:
+        """An attempt failed (its slot is free): retry it, or record the failure."""
         silent = error in (ErrorClass.REFUSED, ErrorClass.UNREACHABLE, ErrorClass.TIMEOUT)
-        if silent and not answered and probe.attempts <= self.retries:
+        if silent and connect_ms is None and probe.attempts <= self.retries:
             self._queue.push_front(probe, slow=True)  # silent once: likely silent again
             return
         self._finish(
@@ -713,15 +942,15 @@ class HttpEngine:
                 site_id=probe.target.site_id,
                 ts=self._now_utc(now),
                 ok=False,
-                latency_ms=conn.ttfb_ms,
+                latency_ms=ttfb_ms,
                 error=error,
                 error_detail=detail,
-                status_code=conn.status,
-                connect_ms=conn.connect_ms,
-                ttfb_ms=conn.ttfb_ms,
-                total_ms=(now - conn.started) * 1000.0,
-                tls_days_left=conn.tls_days_left,
-                bytes_read=conn.body_bytes if conn.headers_done else None,
+                status_code=status,
+                connect_ms=connect_ms,
+                ttfb_ms=ttfb_ms,
+                total_ms=(now - started) * 1000.0,
+                tls_days_left=tls_days_left,
+                bytes_read=bytes_read,
             ),
         )
 
@@ -729,46 +958,85 @@ class HttpEngine:
         now = time.perf_counter()
         probe = conn.probe
         self._close(conn)
-        status = conn.status or 0
+        self._succeeded(
+            probe,
+            now,
+            conn.started,
+            conn.sent_at,
+            conn.status or 0,
+            conn.body_bytes,
+            probe.keyword in conn.body if probe.keyword is not None else None,
+            len(conn.body),
+            capped=capped,
+            connect_ms=conn.connect_ms,
+            ttfb_ms=conn.ttfb_ms,
+            tls_days_left=conn.tls_days_left,
+        )
+
+    def _succeeded(
+        self,
+        probe: _Probe,
+        now: float,
+        started: float,
+        sent_at: float,
+        status: int,
+        body_bytes: int,
+        keyword_found: bool | None,
+        kept: int,
+        *,
+        capped: bool,
+        connect_ms: float | None,
+        ttfb_ms: float | None,
+        tls_days_left: float | None = None,
+    ) -> None:
+        """A whole answer came (its slot is free): record it; ``kept`` body bytes were
+        searched for the keyword."""
         error: ErrorClass | None = None
         detail: str | None = None
-        keyword_found: bool | None = None
         if status >= 400:
             error, detail = ErrorClass.HTTP_STATUS, f"HTTP status {status}"
-        elif probe.keyword is not None:
-            keyword_found = probe.keyword in conn.body
-            if not keyword_found:
-                error = ErrorClass.KEYWORD_MISSING
-                detail = (
-                    f"{probe.target.expect_keyword!r} not in the first "
-                    f"{len(conn.body)} bytes of the body"
-                )
+            keyword_found = None  # not looked for
+        elif keyword_found is False:
+            error = ErrorClass.KEYWORD_MISSING
+            detail = f"{probe.target.expect_keyword!r} not in the first {kept} bytes of the body"
         if capped and error is None:
             detail = f"body read up to the cap of {probe.read_cap} bytes"
         throughput: float | None = None
-        if probe.target.throughput_bytes and conn.body_bytes:
-            seconds = max(now - conn.sent_at, 1e-6)
-            throughput = conn.body_bytes * 8 / seconds / 1e6
-        total_ms = (now - conn.started) * 1000.0
+        if probe.target.throughput_bytes and body_bytes:
+            seconds = max(now - sent_at, 1e-6)
+            throughput = body_bytes * 8 / seconds / 1e6
         self._finish(
             probe.index,
             HttpOutcome(
                 site_id=probe.target.site_id,
                 ts=self._now_utc(now),
                 ok=error is None,
-                latency_ms=conn.ttfb_ms,
+                latency_ms=ttfb_ms,
                 error=error,
                 error_detail=detail,
                 status_code=status or None,
-                connect_ms=conn.connect_ms,
-                ttfb_ms=conn.ttfb_ms,
-                total_ms=total_ms,
-                tls_days_left=conn.tls_days_left,
+                connect_ms=connect_ms,
+                ttfb_ms=ttfb_ms,
+                total_ms=(now - started) * 1000.0,
+                tls_days_left=tls_days_left,
                 keyword_found=keyword_found,
                 throughput_mbps=throughput,
-                bytes_read=conn.body_bytes,
+                bytes_read=body_bytes,
             ),
         )
+
+
+def _errno_failure(err: int) -> tuple[ErrorClass, str]:
+    """The error class and detail of a socket error before any answer byte."""
+    text = os.strerror(err)
+    if err in _REFUSED_ERRNOS:
+        phase = "connection refused" if err == errno.ECONNREFUSED else "connection reset"
+        return ErrorClass.REFUSED, f"{phase} ({text})"
+    if err in _UNREACHABLE_ERRNOS:
+        return ErrorClass.UNREACHABLE, text
+    if err == errno.ETIMEDOUT:
+        return ErrorClass.TIMEOUT, text
+    return ErrorClass.UNREACHABLE, f"socket error: {text}"
 
 
 def _raise_fd_limit(wanted: int) -> None:
@@ -790,6 +1058,7 @@ async def probe_http_many(
     ca_file: Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_outcome_at: Callable[[int, HttpOutcome], None] | None = None,
+    native: bool = True,
 ) -> list[HttpOutcome]:
     """Probe every target over HTTP(S); one outcome per target, same order, never raises.
 
@@ -800,6 +1069,10 @@ async def probe_http_many(
     ``concurrency`` connections are open at once; a body is read up to ``max_body_bytes``
     (or the target's ``throughput_bytes``). With ``verify_tls`` certificates are checked
     against the system CAs plus ``ca_file``; a failure is error class ``tls``.
+
+    With ``native`` (and probes/native built), plain http:// probes of IPv4 addresses run in
+    the compiled loop (``probes.native.http_fast``), with the same outcomes; False runs all
+    of them here.
     """
     if not targets:
         return []
@@ -814,6 +1087,7 @@ async def probe_http_many(
         tls_context=context,
         max_body_bytes=max_body_bytes,
         on_outcome_at=on_outcome_at,
+        native=native,
     )
     return await engine.run()
 

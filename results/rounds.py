@@ -372,6 +372,7 @@ async def probe_targets(
         "verify_tls": settings.http_verify_tls,
         "ca_file": settings.path(settings.http_ca_file) if settings.http_ca_file else None,
         "max_body_bytes": settings.http_max_body_bytes,
+        "native": settings.http_native,
     }
     in_process = 0 < settings.http_process_min <= len(http_targets)
     if http_process is not None and not in_process:

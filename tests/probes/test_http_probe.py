@@ -1,4 +1,9 @@
-"""The HTTP probe against real servers on loopback: every error class, deadlines, caps."""
+"""The HTTP probe against real servers on loopback: every error class, deadlines, caps.
+
+Each test runs twice: with the compiled fast path (probes/native, as in production) and with
+the Python engine alone (``fast_path_available`` patched to False). Tests that probe in a
+child process run once, natively: the child does not see the patch.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,35 @@ from probes.http import (
     probe_http_many_in_process,
 )
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
+from probes.native import http_fast
 from tests.probes import http_servers as srv
+
+ENGINES = ("native", "python")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the autouse ``http_engine`` fixture over ENGINES; tests that probe in a
+    child process get "native" only: the child imports probes afresh and would not see the
+    monkeypatch of the "python" run."""
+    if "http_engine" not in metafunc.fixturenames:
+        return
+    name = metafunc.function.__name__
+    child = "process" in name or "child" in name
+    metafunc.parametrize("http_engine", ENGINES[:1] if child else ENGINES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def http_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which engine runs the test's probes: "native" (the compiled loop for plain http:// to
+    IPv4 addresses, the Python engine for the rest) or "python" (the Python engine alone)."""
+    kind: str = request.param
+    if kind == "native":
+        assert http_fast.fast_path_available(), (
+            "probes/native/_http_fast.so is missing or older than http_fast.c: run make native"
+        )
+    else:
+        monkeypatch.setattr(http_fast, "fast_path_available", lambda: False)
+    return kind
 
 
 def probe(url: str, **kwargs: object) -> HttpOutcome:
