@@ -274,3 +274,26 @@ def closed_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def full_listener(host: str = "127.0.0.1") -> Iterator[int]:
+    """A listener whose accept queue is full, so that it drops further SYNs and a connect()
+    to it hangs; yield its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((host, 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex((host, port))
+            fillers.append(filler)
+        time.sleep(0.2)
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -225,24 +225,8 @@ def test_a_closed_port_gives_the_same_outcomes_after_retries() -> None:
 
 
 def test_a_connect_timeout_gives_the_same_outcome_after_retries() -> None:
-    # A listener with a full accept queue drops further SYNs: connect() hangs.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
-        time.sleep(0.2)
+    with srv.full_listener() as port:
         runs = run_both([HttpTarget(0, f"http://127.0.0.1:{port}/")], timeout=0.4, retries=1)
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
     assert runs.pure[0].error_detail == "no TCP connection within 0.4 s", runs.pure[0]
     assert runs.fast.started == 2  # retried, in the C loop too
     assert_same(runs)

@@ -92,26 +92,10 @@ def test_timeout_when_the_server_never_answers() -> None:
 
 
 def test_connect_timeout_is_retried_then_reported() -> None:
-    # A listener with a full accept queue drops further SYNs: connect() hangs.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            fillers.append(s)
-        time.sleep(0.2)
+    with srv.full_listener() as port:
         t0 = time.monotonic()
         out = probe(f"http://127.0.0.1:{port}/", timeout=0.4, retries=1)
         took = time.monotonic() - t0
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
     assert out.error == ErrorClass.TIMEOUT
     assert "no TCP connection" in (out.error_detail or "")
     assert 0.75 < took < 1.5  # two attempts of 0.4 s
