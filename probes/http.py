@@ -549,16 +549,10 @@ class HttpEngine:
     def _fill(self) -> None:
         queue = self._queue
         fast_path = self.fast
-        if fast_path is None:
-            while queue and len(self._conns) < self.concurrency:
-                probe, slow = queue.pop()
-                probe.slow = slow
-                self._start(probe)
-            return
-        while queue and len(self._conns) + fast_path.live < self.concurrency:
+        while queue and len(self._conns) + (fast_path.live if fast_path else 0) < self.concurrency:
             probe, slow = queue.pop()
             probe.slow = slow
-            if probe.native:
+            if fast_path is not None and probe.native:
                 self._start_fast(fast_path, probe)
             else:
                 self._start(probe)

@@ -299,9 +299,7 @@ static int scan_head(const char *buf, int32_t len, int32_t *end, int32_t *status
     }
 }
 
-static void fill_record(const ctx_t *ctx, const conn_t *c, int fd, int kind, int err,
-                        record_t *r) {
-    (void)ctx;
+static void fill_record(const ctx_t *ctx, const conn_t *c, int kind, int err, record_t *r) {
     memset(r, 0, sizeof *r);
     r->slot = c->slot;
     r->kind = kind;
@@ -320,13 +318,12 @@ static void fill_record(const ctx_t *ctx, const conn_t *c, int fd, int kind, int
     r->first_byte_at = c->first_byte_at;
     r->sent_at = c->sent_at;
     r->end_at = now_mono();
-    (void)fd;
 }
 
 /* End connection fd with a record of `kind` (closing it). */
 static void finish(ctx_t *ctx, int fd, int kind, int err, int flags, record_t *r) {
     conn_t *c = &ctx->conns[fd];
-    fill_record(ctx, c, fd, kind, err, r);
+    fill_record(ctx, c, kind, err, r);
     r->flags |= flags;
     unlink_conn(ctx, fd);
     close(fd);
@@ -335,7 +332,7 @@ static void finish(ctx_t *ctx, int fd, int kind, int err, int flags, record_t *r
 /* Hand connection fd back to the Python engine with the head bytes read so far. */
 static void hand_back(ctx_t *ctx, int fd, record_t *r, char *arena, int64_t *arena_used) {
     conn_t *c = &ctx->conns[fd];
-    fill_record(ctx, c, fd, K_HANDBACK, 0, r);
+    fill_record(ctx, c, K_HANDBACK, 0, r);
     r->fd = fd;
     r->hand_off = *arena_used;
     r->hand_len = c->head_len;
