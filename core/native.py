@@ -17,7 +17,8 @@ log = logging.getLogger("conectado.native")
 
 def load_compiled(directory: Path, name: str, without: str) -> ctypes.CDLL | None:
     """Return the library ``directory/_<name>.so``, or None (logged, saying ``without``: what
-    runs instead) when it is not built or is older than ``directory/<name>.c``."""
+    runs instead) when it is not built, is older than ``directory/<name>.c``, or cannot be
+    loaded."""
     path = directory / f"_{name}.so"
     source = directory / f"{name}.c"
     shown = f"{directory.parent.name}/{directory.name}/{path.name}"
@@ -27,4 +28,8 @@ def load_compiled(directory: Path, name: str, without: str) -> ctypes.CDLL | Non
     if source.exists() and source.stat().st_mtime > path.stat().st_mtime:
         log.warning("%s is older than %s (run make native): %s", shown, source.name, without)
         return None
-    return ctypes.CDLL(str(path), use_errno=True)
+    try:
+        return ctypes.CDLL(str(path), use_errno=True)
+    except OSError as exc:  # a broken build, or no file descriptor left to open it
+        log.warning("%s cannot be loaded (%s): %s", shown, exc, without)
+        return None

@@ -48,6 +48,7 @@ import gc
 import heapq
 import ipaddress
 import itertools
+import logging
 import multiprocessing
 import os
 import re
@@ -71,6 +72,8 @@ import httptools
 from probes.lanes import Lanes
 from probes.model import ErrorClass, HttpOutcome, HttpTarget
 from probes.native import http_fast as fast
+
+log = logging.getLogger("conectado.probes.http")
 
 # How often the HTTP child sends the outcomes it has (probe_http_many_in_process).
 STREAM_EVERY_S: Final = 0.25
@@ -470,6 +473,7 @@ class HttpEngine:
         """The compiled loop for the probes it can run (plain http:// to an IPv4 literal), or
         None when there are none."""
         rows: list[fast.FastProbe] = []
+        chosen: list[_Probe] = []
         for probe in self._probes:
             if (
                 probe is None
@@ -478,7 +482,7 @@ class HttpEngine:
                 or not fast.fits_fast_path(probe.request, probe.keyword)
             ):
                 continue
-            probe.native = True
+            chosen.append(probe)
             host, port = probe.addr[0], probe.addr[1]
             rows.append(
                 fast.FastProbe(
@@ -494,7 +498,14 @@ class HttpEngine:
             )
         if not rows:
             return None
-        return fast.HttpFastPath(len(self._probes), rows, self.timeout)
+        try:
+            fast_path = fast.HttpFastPath(len(self._probes), rows, self.timeout)
+        except OSError as exc:  # e.g. no file descriptor left for its epoll set
+            log.warning("the compiled HTTP loop could not start (%s): probing in Python", exc)
+            return None
+        for probe in chosen:
+            probe.native = True
+        return fast_path
 
     def _collect(self) -> list[HttpOutcome]:
         out: list[HttpOutcome] = []

@@ -20,6 +20,8 @@ import dataclasses
 import inspect
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -811,3 +813,43 @@ def test_a_keyword_past_the_first_read_under_a_small_cap(
     out = runs.pure[0]
     assert out.error == ErrorClass.KEYWORD_MISSING, out
     assert out.error_detail == "'Conectado' not in the first 10 bytes of the body", out
+
+
+# -- when the compiled loop cannot start ------------------------------------------------------
+_NO_FD_LEFT = r"""
+import asyncio, resource, socket
+from probes.http import HttpEngine
+from probes.model import HttpTarget
+from probes.native.http_fast import fast_path_available
+
+assert fast_path_available()  # loaded while file descriptors are left
+loop = asyncio.new_event_loop()  # so is the event loop's own epoll set
+# Leave this process exactly one free file descriptor: the engine's own epoll set takes it,
+# and the compiled loop's epoll set cannot be made.
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+held = []
+try:
+    while True:
+        held.append(socket.socket())
+except OSError:
+    pass
+held.pop().close()
+engine = HttpEngine(
+    [HttpTarget(1, "http://127.0.0.1:9/")], timeout=0.5, retries=0, concurrency=10,
+    on_outcome=None, tls_context=None, max_body_bytes=1000,
+)
+(outcome,) = loop.run_until_complete(engine.run())
+print(engine.fast is None, outcome.error, outcome.error_detail)
+"""
+
+
+def test_a_loop_that_cannot_start_leaves_the_probes_to_python() -> None:
+    # A real process out of file descriptors: the engine must not raise (probe_http_many never
+    # does); it probes in Python, whose own socket then fails as an internal error.
+    assert http_fast.fast_path_available(), "run make native"
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_FD_LEFT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "could not start" in done.stderr, done.stderr
+    assert done.stdout.split()[:2] == ["True", "internal"], done.stdout
