@@ -479,7 +479,7 @@ class HttpEngine:
                 probe is None
                 or probe.tls
                 or probe.family != socket.AF_INET
-                or not fast.fits_fast_path(probe.request, probe.keyword)
+                or not fast.fits_fast_path(probe.keyword)
             ):
                 continue
             chosen.append(probe)

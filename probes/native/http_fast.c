@@ -164,6 +164,7 @@ static void unlink_conn(ctx_t *ctx, int fd) {
 /* Start probing `slot`: 0 when the connection is under way, a positive errno when connect
    failed at once (nothing is left open), a negative errno when there was no socket. */
 int http_fast_start(ctx_t *ctx, int32_t slot) {
+    if (slot < 0 || slot >= ctx->n) return -EINVAL;
     double started = now_mono();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;

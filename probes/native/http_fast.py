@@ -21,7 +21,6 @@ from probes.native import load_library
 
 HEAD_BUF: Final = 4096  # as in http_fast.c: the head bytes a handed-back record may carry
 KW_MAX: Final = 256  # keywords of this many bytes or more are left to the Python engine
-MAX_REQUEST: Final = 8192  # longer requests are left to the Python engine
 RECORDS_PER_POLL: Final = 256
 
 KIND_OK: Final = 0
@@ -133,9 +132,9 @@ def fast_path_available() -> bool:
     return _library() is not None
 
 
-def fits_fast_path(request: bytes, keyword: bytes | None) -> bool:
-    """True when a plain http:// IPv4 probe with this request and keyword can run in C."""
-    return len(request) <= MAX_REQUEST and (keyword is None or len(keyword) < KW_MAX)
+def fits_fast_path(keyword: bytes | None) -> bool:
+    """True when a plain http:// IPv4 probe with this keyword can run in C."""
+    return keyword is None or len(keyword) < KW_MAX
 
 
 class HttpFastPath:
@@ -146,22 +145,22 @@ class HttpFastPath:
         if lib is None:
             raise RuntimeError("probes/native/_http_fast.so is not built: run make native")
         self._lib = lib
+        slots = [p.slot for p in probes]
         ip = np.zeros(count, dtype=np.uint32)
+        ip[slots] = [int.from_bytes(socket.inet_aton(p.host), "big") for p in probes]
         port = np.zeros(count, dtype=np.uint16)
+        port[slots] = [p.port for p in probes]
         cap = np.zeros(count, dtype=np.int64)
+        cap[slots] = [p.cap for p in probes]
         keep = np.zeros(count, dtype=np.int64)
+        keep[slots] = [p.keep for p in probes]
         head_only = np.zeros(count, dtype=np.uint8)
+        head_only[slots] = [p.head_only for p in probes]
         requests: list[bytes] = [b""] * count
         keywords: list[bytes] = [b""] * count
         for p in probes:
-            ip[p.slot] = int.from_bytes(socket.inet_aton(p.host), "big")
-            port[p.slot] = p.port
-            cap[p.slot] = p.cap
-            keep[p.slot] = p.keep
-            head_only[p.slot] = p.head_only
             requests[p.slot] = p.request
-            if p.keyword is not None:
-                keywords[p.slot] = p.keyword
+            keywords[p.slot] = p.keyword or b""
         req_off = _offsets(requests)
         kw_off = _offsets(keywords)
         req_blob = b"".join(requests)
