@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         "probes/native (built by make), with the same outcomes; false runs every HTTP probe in "
         "Python.",
     )
+    snmp_native: bool = Field(
+        default=True,
+        description="SNMP v2c GETs of IPv4 agents run in the compiled loop of probes/native "
+        "(built by make), with the same outcomes; false runs every SNMP probe in Python.",
+    )
     http_process_min: int = Field(
         default=5000,
         ge=0,

@@ -251,7 +251,7 @@ class RequestTemplate:
     octets) and falls back to a full encode for any other id.
     """
 
-    __slots__ = ("_args", "_prefix", "_suffix", "oid_contents", "oid_tlvs")
+    __slots__ = ("_args", "_prefix", "_suffix", "community", "oid_contents", "oid_tlvs")
 
     def __init__(
         self,
@@ -270,6 +270,7 @@ class RequestTemplate:
         at = message.index(needle) + 2
         self._prefix = message[:at]
         self._suffix = message[at + 4 :]
+        self.community = community
         self.oid_contents: tuple[bytes, ...] = tuple(oid_content(oid) for oid in oids)
         self.oid_tlvs: tuple[bytes, ...] = tuple(encode_oid(oid) for oid in oids)
 
@@ -283,6 +284,10 @@ class RequestTemplate:
             error_status=first,
             error_index=second,
         )
+
+    def parts(self) -> tuple[bytes, bytes]:
+        """The message's octets before and after the four request-id content octets."""
+        return self._prefix, self._suffix
 
     def build(self, request_id: int) -> bytes:
         """Return the message with ``request_id``."""

@@ -17,6 +17,12 @@ while answers to earlier attempts are still accepted, and at most ``concurrency`
 progress at once. v3 (authPriv) goes through pysnmp (:mod:`probes.snmp_v3`) with a smaller
 concurrency of its own.
 
+The GETs of IPv4 agents run in a compiled loop when it is built (``probes/native/snmp_fast.c``,
+``native=True``): it sends, retries, times out and reads answers itself, reports a plain answer
+as facts that :meth:`_V2cRound._on_get` turns into the outcome, and hands every other datagram
+back to :meth:`_V2cRound._on_datagram`, so the rules below are this module's in both cases
+(``tests/probes/test_snmp_native.py`` compares the two).
+
 Error classes (:class:`probes.model.ErrorClass`):
 
 - ``timeout``: no valid answer after ``1 + retries`` attempts of ``timeout`` seconds each (so a
@@ -41,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import socket
 import struct
@@ -54,6 +61,7 @@ from typing import Final, Literal
 from probes import ber
 from probes.lanes import Lanes
 from probes.model import ErrorClass, SnmpOutcome, SnmpTarget
+from probes.native import snmp_fast as fast
 from probes.snmp_oids import (
     IF_DESCR,
     IF_HC_IN_OCTETS,
@@ -92,6 +100,8 @@ _TIMESPEC: Final = struct.Struct("=qq")  # struct timespec on 64-bit Linux
 _ANC_SIZE: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 _REFUSED: Final = {errno.ECONNREFUSED}
 _UNREACHABLE: Final = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+_NO_VALUE: Final = ber.EXCEPTION_TAGS | {ber.NULL}
+log = logging.getLogger("conectado.probes.snmp")
 
 _ERROR_STATUS: Final = [
     "noError",
@@ -212,6 +222,7 @@ class _Probe:
         "rids",
         "seen_count",
         "seen_names",
+        "slot",
         "slow",
         "stage",
         "target",
@@ -243,6 +254,7 @@ class _Probe:
         self.walk_pages = 0
         self.seen_count = 0
         self.seen_names: list[str] = []
+        self.slot = -1  # its slot in the compiled loop, while its GETs run there
 
 
 class _V2cRound:
@@ -258,6 +270,7 @@ class _V2cRound:
         counter32_agents: set[tuple[str, int]],
         on_outcome: Callable[[SnmpOutcome], None] | None,
         stats: SnmpStats,
+        native: bool = True,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
@@ -282,6 +295,14 @@ class _V2cRound:
         self.ticker: asyncio.TimerHandle | None = None
         self.callback_error: BaseException | None = None
         self.filling = False
+        # The compiled loop for IPv4 GETs, made on first use (None: every probe in Python).
+        self.native = (
+            native and fast.fits_fast_path(retries, concurrency) and fast.fast_path_available()
+        )
+        self.fast: fast.SnmpFastPath | None = None
+        self.slot_probe: list[_Probe | None] = []
+        self.free_slots: list[int] = []
+        self.fast_writing = False
 
     # --- sockets ---------------------------------------------------------------------------
 
@@ -289,26 +310,41 @@ class _V2cRound:
         sock = self.sockets.get(family)
         if sock is None:
             sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setblocking(False)
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
-                sock.bind(("::", 0))
-            else:
-                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-                sock.bind(("0.0.0.0", 0))
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+                    sock.bind(("::", 0))
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+                    sock.bind(("0.0.0.0", 0))
+            except OSError:
+                sock.close()
+                raise
             self.sockets[family] = sock
             self.loop.add_reader(sock.fileno(), self._on_readable, sock)
         return sock
 
     def close(self) -> None:
-        """Stop reading and close the sockets."""
+        """Stop reading and close the sockets (the compiled loop's counters join ``stats``)."""
         if self.ticker is not None:
             self.ticker.cancel()
+        if self.fast is not None:
+            self.loop.remove_reader(self.fast.fd)
+            if self.fast_writing:
+                self.loop.remove_writer(self.fast.fd)
+            sent, oversized, icmp, send_errors = self.fast.counters()
+            self.stats.requests_sent += sent
+            self.stats.oversized += oversized
+            self.stats.icmp_errors += icmp
+            self.stats.send_errors += send_errors
+            self.fast.close()
+            self.fast = None
         for sock in self.sockets.values():
             self.loop.remove_reader(sock.fileno())
             if sock.fileno() in self.writing:
@@ -393,6 +429,7 @@ class _V2cRound:
         self._new_stage(probe)
 
     def _start_walk(self, probe: _Probe, stage: int) -> None:
+        self._release_slot(probe)  # walks run in Python
         self.stats.walks += 1 if stage == _WALK_NAME else 0
         base = IF_NAME if stage == _WALK_NAME else IF_DESCR
         probe.stage = stage
@@ -409,7 +446,129 @@ class _V2cRound:
             self.inflight.pop(rid, None)
         probe.rids.clear()
         probe.tries = 0
-        self._send(probe)
+        fits = self.native and probe.template is not None and probe.family == socket.AF_INET
+        if not (fits and self._start_fast(probe)):
+            self._send(probe)
+
+    # --- the compiled loop (probes/native/snmp_fast.c) ----------------------------------------
+
+    def _fast_path(self) -> fast.SnmpFastPath | None:
+        if self.fast is None and self.native:
+            try:
+                self.fast = fast.SnmpFastPath(self.concurrency, self.timeout, self.retries)
+            except OSError as exc:  # e.g. no file descriptor left for its socket
+                log.warning("the compiled SNMP loop cannot start (%s): probes run in Python", exc)
+                self.native = False
+                return None
+            self.slot_probe = [None] * self.concurrency
+            self.free_slots = list(range(self.concurrency - 1, -1, -1))
+            self.loop.add_reader(self.fast.fd, self._fast_poll)
+        return self.fast
+
+    def _start_fast(self, probe: _Probe) -> bool:
+        """Start the probe's GET stage in the compiled loop; False to leave it to Python."""
+        loop_ = self._fast_path()
+        if loop_ is None:
+            return False
+        if probe.slot < 0:
+            if not self.free_slots:
+                return False
+            probe.slot = self.free_slots.pop()
+            self.slot_probe[probe.slot] = probe
+        assert probe.template is not None
+        failed = loop_.start(
+            probe.slot,
+            loop_.template(probe.template),
+            int.from_bytes(socket.inet_aton(probe.addr[0]), "big"),
+            probe.addr[1],
+        )
+        if failed:
+            self._fail(
+                probe,
+                ErrorClass.UNREACHABLE,
+                f"cannot send to {probe.addr[0]}: {os.strerror(failed)}",
+            )
+        elif loop_.pending():  # an ICMP error drained while sending ends some probe
+            self.loop.call_soon(self._fast_poll)
+        return True
+
+    def _release_slot(self, probe: _Probe) -> None:
+        # The compiled loop's slot is idle by now: it ended the stage with a record, or the
+        # engine cancelled it when it took a handed-back answer.
+        if probe.slot >= 0:
+            self.slot_probe[probe.slot] = None
+            self.free_slots.append(probe.slot)
+            probe.slot = -1
+
+    def _fast_poll(self) -> None:
+        loop_ = self.fast
+        if loop_ is None:
+            return
+        try:
+            while True:
+                records = loop_.poll()
+                for record in records:
+                    self._fast_record(loop_, record)
+                if len(records) < fast.RECORDS_PER_POLL:
+                    break
+            waiting = loop_.backlog()
+            if waiting != self.fast_writing:
+                if waiting:
+                    self.loop.add_writer(loop_.fd, self._fast_poll)
+                else:
+                    self.loop.remove_writer(loop_.fd)
+                self.fast_writing = waiting
+        finally:
+            if self.pending and self.active < self.concurrency:
+                self._fill()
+
+    def _fast_record(self, loop_: fast.SnmpFastPath, record: fast.FastRecord) -> None:
+        kind = record.kind
+        if kind == fast.KIND_DATAGRAM:
+            addr = (socket.inet_ntoa(record.src_ip.to_bytes(4, "big")), record.src_port)
+            self._on_datagram(loop_.datagram(record), addr, record.arrival, loop_)
+            if record.slot >= 0:
+                loop_.unhold(record.slot)  # nothing when the engine took the answer
+            return
+        probe = self.slot_probe[record.slot]
+        if probe is None:  # defensive: a slot ends once, and is free only after that
+            return
+        if kind == fast.KIND_ANSWER:
+            self.stats.responses += 1
+            values: list[tuple[int, ber.Value]] = [
+                _fast_value(record.t0, record.v0),
+                _fast_value(record.t1, record.v1),
+                _fast_value(record.t2, record.v2),
+                _fast_value(record.t3, record.v3),
+                _fast_value(record.t4, record.v4),
+            ]
+            latency_ms = (record.arrival - record.sent_at) * 1e3
+            self._on_get(
+                probe,
+                record.error_status,
+                record.error_index,
+                values,
+                latency_ms,
+                record.arrival,
+            )
+        elif kind == fast.KIND_RETRY:
+            probe.tries += 1
+            if not probe.slow:
+                probe.slow = True
+                self.pending.turned_slow()
+            self.stats.retransmissions += 1
+        elif kind == fast.KIND_TIMEOUT:
+            self._timed_out(probe)
+        elif kind == fast.KIND_REFUSED:
+            self._fail(probe, ErrorClass.REFUSED, _refused_detail(probe.addr))
+        elif kind == fast.KIND_UNREACHABLE:
+            self._fail(probe, ErrorClass.UNREACHABLE, _unreachable_detail(probe.addr, record.err))
+        else:  # KIND_SEND_FAILED: a retry could not be sent
+            self._fail(
+                probe,
+                ErrorClass.UNREACHABLE,
+                f"cannot send to {probe.addr[0]}: {os.strerror(record.err)}",
+            )
 
     def _message(self, probe: _Probe, rid: int) -> bytes:
         if probe.template is not None:
@@ -432,7 +591,13 @@ class _V2cRound:
         self.inflight[rid] = (probe, time.time())
         self.deadlines.append((time.monotonic() + self.timeout, rid))
         self.stats.requests_sent += 1
-        sock = self.sockets.get(probe.family) or self._socket(probe.family)
+        sock = self.sockets.get(probe.family)
+        if sock is None:
+            try:
+                sock = self._socket(probe.family)
+            except OSError as exc:  # e.g. no file descriptor left
+                self._fail(probe, ErrorClass.INTERNAL, f"no socket: {exc.strerror or exc}")
+                return
         if self.backlog:
             self._queue(data, probe.addr, probe.family)
             return
@@ -485,6 +650,7 @@ class _V2cRound:
         # even when the event loop was too busy to call the reader first.
         for sock in list(self.sockets.values()):
             self._on_readable(sock)
+        self._fast_poll()  # the compiled loop keeps its own deadlines
         now = time.monotonic()
         deadlines = self.deadlines
         inflight = self.inflight
@@ -528,8 +694,6 @@ class _V2cRound:
     # --- receiving -----------------------------------------------------------------------------
 
     def _on_readable(self, sock: socket.socket) -> None:
-        inflight = self.inflight
-        stats = self.stats
         batch: list[tuple[bytes, tuple[str, int], float]] = []
         timestamp = _TIMESPEC.unpack
         for _ in range(_READS_PER_WAKE):
@@ -551,62 +715,75 @@ class _V2cRound:
             self._drain_errors(sock)
             return
         wall = time.time()
-        header = ber.decode_header
-        match = ber.match_varbinds
         try:
             for data, addr, arrival in batch:
-                if len(data) > MAX_DATAGRAM:
-                    stats.oversized += 1
-                    continue
-                try:
-                    version, community, pdu_type, rid, status, index, at = header(data)
-                except ber.BerError:
-                    stats.malformed += 1
-                    continue
-                entry = inflight.get(rid)
-                if entry is None:
-                    stats.unknown_request_id += 1
-                    continue
-                probe, sent_at = entry
-                if addr[0] != probe.addr[0] or addr[1] != probe.addr[1]:
-                    stats.wrong_source += 1
-                    continue
-                if (
-                    pdu_type != ber.RESPONSE
-                    or version != ber.VERSION_2C
-                    or community != probe.community
-                ):
-                    stats.not_a_response += 1
-                    continue
-                if probe.stage >= _GET64:
-                    template = probe.template
-                    assert template is not None
-                    values = match(data, at, template.oid_tlvs)
-                    if values is None:
-                        # Not the plain answer: decode in full to tell junk from a wrong answer.
-                        try:
-                            raw = ber.decode_raw(data)
-                        except ber.BerError:
-                            stats.malformed += 1
-                            continue
-                        names = tuple(name for name, _, _ in raw.varbinds)
-                        if names == template.oid_contents:
-                            values = [(tag, value) for _, tag, value in raw.varbinds]
-                    stats.responses += 1
-                    # The kernel's receive timestamp: true even when the event loop was busy.
-                    arrived = arrival or wall
-                    self._on_get(probe, status, index, values, (arrived - sent_at) * 1e3, arrived)
-                else:
-                    try:
-                        raw = ber.decode_raw(data)
-                    except ber.BerError:
-                        stats.malformed += 1
-                        continue
-                    stats.responses += 1
-                    self._on_walk(probe, raw)
+                # The kernel's receive timestamp: true even when the event loop was busy.
+                self._on_datagram(data, addr, arrival or wall, None)
         finally:
             if self.pending and self.active < self.concurrency:
                 self._fill()
+
+    def _on_datagram(
+        self,
+        data: bytes,
+        addr: tuple[str, int],
+        arrived: float,
+        loop_: fast.SnmpFastPath | None,
+    ) -> None:
+        """One datagram read from our socket, or handed back by the compiled loop (``loop_``,
+        whose slots stand for ``inflight`` then): an answer goes to its probe, anything else
+        is dropped and counted."""
+        stats = self.stats
+        if len(data) > MAX_DATAGRAM:
+            stats.oversized += 1
+            return
+        try:
+            version, community, pdu_type, rid, status, index, at = ber.decode_header(data)
+        except ber.BerError:
+            stats.malformed += 1
+            return
+        if loop_ is None:
+            entry = self.inflight.get(rid)
+        else:
+            slot, sent = loop_.lookup(rid)
+            held = self.slot_probe[slot] if slot >= 0 else None
+            entry = (held, sent) if held is not None else None
+        if entry is None:
+            stats.unknown_request_id += 1
+            return
+        probe, sent_at = entry
+        if addr[0] != probe.addr[0] or addr[1] != probe.addr[1]:
+            stats.wrong_source += 1
+            return
+        if pdu_type != ber.RESPONSE or version != ber.VERSION_2C or community != probe.community:
+            stats.not_a_response += 1
+            return
+        if probe.stage >= _GET64:
+            template = probe.template
+            assert template is not None
+            values = ber.match_varbinds(data, at, template.oid_tlvs)
+            if values is None:
+                # Not the plain answer: decode in full to tell junk from a wrong answer.
+                try:
+                    raw = ber.decode_raw(data)
+                except ber.BerError:
+                    stats.malformed += 1
+                    return
+                names = tuple(name for name, _, _ in raw.varbinds)
+                if names == template.oid_contents:
+                    values = [(tag, value) for _, tag, value in raw.varbinds]
+            stats.responses += 1
+            if loop_ is not None:
+                loop_.cancel(probe.slot)  # the compiled loop stops waiting for it
+            self._on_get(probe, status, index, values, (arrived - sent_at) * 1e3, arrived)
+        else:
+            try:
+                raw = ber.decode_raw(data)
+            except ber.BerError:
+                stats.malformed += 1
+                return
+            stats.responses += 1
+            self._on_walk(probe, raw)
 
     def _drain_errors(self, sock: socket.socket) -> None:
         """Read the socket's error queue: ICMP errors, each with the datagram that caused it."""
@@ -634,18 +811,9 @@ class _V2cRound:
                 continue
             probe = entry[0]
             if code in _REFUSED:
-                self._fail(
-                    probe,
-                    ErrorClass.REFUSED,
-                    f"ICMP port unreachable: nothing listens on {probe.addr[0]} "
-                    f"UDP port {probe.addr[1]}",
-                )
+                self._fail(probe, ErrorClass.REFUSED, _refused_detail(probe.addr))
             elif code in _UNREACHABLE:
-                self._fail(
-                    probe,
-                    ErrorClass.UNREACHABLE,
-                    f"ICMP {os.strerror(code).lower()} for {probe.addr[0]}",
-                )
+                self._fail(probe, ErrorClass.UNREACHABLE, _unreachable_detail(probe.addr, code))
             # Other ICMP errors (e.g. fragmentation needed) leave the attempt to time out.
 
     # --- answers -------------------------------------------------------------------------------
@@ -815,6 +983,7 @@ class _V2cRound:
         if probe.finished:
             return
         probe.finished = True
+        self._release_slot(probe)
         self.active -= 1
         if probe.slow:
             self.pending.slow_done()
@@ -829,6 +998,23 @@ class _V2cRound:
                 self.callback_error = exc
         if len(self.results) >= self.expected and self.done is not None and not self.done.done():
             self.done.set_result(None)
+
+
+def _fast_value(tag: int, value: int) -> tuple[int, ber.Value]:
+    """A compiled-loop answer's (tag, value) as probes.ber.match_varbinds gives it."""
+    if tag in _NO_VALUE:
+        return tag, None
+    if value < 0 and tag != ber.INTEGER:
+        value += 1 << 64  # an unsigned type's 64-bit pattern
+    return tag, value
+
+
+def _refused_detail(addr: tuple[str, int]) -> str:
+    return f"ICMP port unreachable: nothing listens on {addr[0]} UDP port {addr[1]}"
+
+
+def _unreachable_detail(addr: tuple[str, int], code: int) -> str:
+    return f"ICMP {os.strerror(code).lower()} for {addr[0]}"
 
 
 def _literal_family(host: str) -> int | None:
@@ -873,12 +1059,15 @@ async def probe_snmp_many(
     on_outcome: Callable[[SnmpOutcome], None] | None = None,
     stats: SnmpStats | None = None,
     counter32_agents: set[tuple[str, int]] | None = None,
+    native: bool = True,
 ) -> list[SnmpOutcome]:
     """One outcome per target (same order); never raises for a target's failure.
 
     ``on_outcome`` is called as each outcome is ready (an exception it raises is re-raised
     once the whole call is done). ``stats``, when given, receives the call's counters.
     ``counter32_agents`` remembers (address, port) of agents found 32-bit-only across calls.
+    With ``native`` (and ``probes/native/_snmp_fast.so`` built), the v2c GETs of IPv4 agents run
+    in the compiled loop, with the same outcomes; False runs every probe in Python.
     """
     if timeout <= 0 or retries < 0 or concurrency < 1:
         raise ValueError("timeout must be > 0, retries ≥ 0 and concurrency ≥ 1")
@@ -926,6 +1115,7 @@ async def probe_snmp_many(
             counter32_agents=agents32,
             on_outcome=on_outcome,
             stats=stats,
+            native=native,
         )
         await round_.run(v2c)
         for pos, outcome in round_.results.items():
@@ -970,6 +1160,7 @@ def probe_snmp_many_sync(
     on_outcome: Callable[[SnmpOutcome], None] | None = None,
     stats: SnmpStats | None = None,
     counter32_agents: set[tuple[str, int]] | None = None,
+    native: bool = True,
 ) -> list[SnmpOutcome]:
     """Run :func:`probe_snmp_many` in a fresh event loop (for the CLI and tests)."""
     return asyncio.run(
@@ -982,5 +1173,6 @@ def probe_snmp_many_sync(
             on_outcome=on_outcome,
             stats=stats,
             counter32_agents=counter32_agents,
+            native=native,
         )
     )

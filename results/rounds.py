@@ -363,6 +363,7 @@ async def probe_targets(
         on_outcome=on_snmp,
         stats=snmp_stats,
         counter32_agents=targets.counter32_agents,
+        native=settings.snmp_native,
     )
     http_targets = [t for _, t in targets.http]
     http_options: dict[str, Any] = {

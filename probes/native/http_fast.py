@@ -106,7 +106,7 @@ class FastProbe(NamedTuple):
 
 
 def _library() -> ctypes.CDLL | None:
-    lib = load_library("http_fast")
+    lib = load_library("http_fast", "HTTP probes run in the Python engine only")
     if lib is None:
         return None
     lib.http_fast_record_size.restype = ctypes.c_size_t

@@ -16,6 +16,7 @@ import pytest
 from probes.model import ErrorClass, SnmpTarget
 from probes.snmp import SnmpStats, probe_snmp_many_sync
 from tests.probes.snmp_daemons import GOOD_VALUES, FakeAgent
+from tests.probes.snmp_engines import pytest_generate_tests, snmp_engine  # noqa: F401
 
 
 @pytest.fixture

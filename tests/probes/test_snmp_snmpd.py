@@ -24,6 +24,7 @@ from probes.model import ErrorClass, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many, probe_snmp_many_sync
 from probes.snmp_oids import IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS, IF_HIGH_SPEED, IF_OPER_STATUS
 from tests.probes.snmp_daemons import V3_USERS, Daemon, free_udp_port, running_snmpd
+from tests.probes.snmp_engines import pytest_generate_tests, snmp_engine  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from probes.model import ErrorClass, SnmpTarget, V3Credentials
 from probes.snmp import SnmpStats, probe_snmp_many_sync
 from tests.probes.snmp_daemons import SNMPSIM_V3, Daemon, running_snmpsim
+from tests.probes.snmp_engines import pytest_generate_tests, snmp_engine  # noqa: F401
 
 
 @pytest.fixture(scope="module")
