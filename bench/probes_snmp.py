@@ -7,7 +7,11 @@ temporary config (``agentAddress udp:127.0.0.1:<port>``, ``rocommunity``, 4 MiB 
 Measured, with this process pinned to core 0 (os.sched_setaffinity):
 - ceiling: a minimal raw-UDP loop that sends precomputed copies of the probe's GET datagram and
   counts responses, at the same concurrency (no decoding, no outcomes);
-- ours: probes.snmp.probe_snmp_many (decode, validate, outcomes with timestamps and latency);
+- ours: probes.snmp.probe_snmp_many (decode, validate, outcomes with timestamps and latency;
+  the cyclic garbage collector paused, as in a probe round),
+  with its compiled loop (probes/native/snmp_fast.c, the default) and, right after in each round,
+  with the Python engine alone (``native=False``), so both are measured against the same
+  ceiling;
 - baseline: pysnmp's high-level asyncio get_cmd with the same five OIDs (bounded probe count).
 snmpd's own CPU use during each run is printed, to show when the agent is the bottleneck.
 
@@ -30,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.collector import collector_paused
 from probes import ber
 from probes.model import SnmpOutcome, SnmpTarget
 from probes.snmp import SnmpStats, probe_snmp_many
@@ -141,7 +146,7 @@ def raw_ceiling(port: int, count: int, concurrency: int) -> tuple[float, int]:
 
 
 def engine_run(
-    port: int, count: int, concurrency: int
+    port: int, count: int, concurrency: int, native: bool = True
 ) -> tuple[float, list[float], SnmpStats, int]:
     targets = [
         SnmpTarget(site_id=i, host="127.0.0.1", port=port, community=COMMUNITY, if_index=IF_INDEX)
@@ -151,11 +156,12 @@ def engine_run(
 
     async def run() -> list[SnmpOutcome]:
         return await probe_snmp_many(
-            targets, timeout=2.0, retries=1, concurrency=concurrency, stats=stats
+            targets, timeout=2.0, retries=1, concurrency=concurrency, stats=stats, native=native
         )
 
     started = time.perf_counter()
-    outcomes = asyncio.run(run())
+    with collector_paused():  # as in a probe round (results.rounds)
+        outcomes = asyncio.run(run())
     elapsed = time.perf_counter() - started
     latencies = [o.latency_ms for o in outcomes if o.ok and o.latency_ms is not None]
     ok = sum(o.ok for o in outcomes)
@@ -316,6 +322,8 @@ def main() -> None:
             ceilings: list[float] = []
             ours: list[float] = []
             ours_cpu: list[float] = []
+            python_rates: list[float] = []
+            python_cpu: list[float] = []
             raw_cpu: list[float] = []
             all_latencies: list[float] = []
             for round_ in range(1, args.repeat + 1):
@@ -333,29 +341,36 @@ def main() -> None:
                 rows.append(
                     (f"raw-UDP ceiling #{round_}", ceiling, per_get, agent_load, f"lost {lost}")
                 )
-                agent0, cpu0, wall0 = (
-                    cpu_seconds(proc.pid),
-                    time.process_time(),
-                    time.perf_counter(),
-                )
-                rate, latencies, stats, failed = engine_run(port, args.probes, args.concurrency)
-                wall = time.perf_counter() - wall0
-                agent_load = (cpu_seconds(proc.pid) - agent0) / wall
-                per_probe = (time.process_time() - cpu0) / args.probes * 1e6
-                ours.append(rate)
-                ours_cpu.append(per_probe)
-                all_latencies += latencies
-                rows.append(
-                    (
-                        f"ours (probe_snmp_many) #{round_}",
-                        rate,
-                        per_probe,
-                        agent_load,
-                        f"failed {failed}, retransmissions {stats.retransmissions}, "
-                        f"p50 {percentile(latencies, 0.5):.1f} ms, "
-                        f"p95 {percentile(latencies, 0.95):.1f} ms",
+                for native in (True, False):
+                    agent0, cpu0, wall0 = (
+                        cpu_seconds(proc.pid),
+                        time.process_time(),
+                        time.perf_counter(),
                     )
-                )
+                    rate, latencies, stats, failed = engine_run(
+                        port, args.probes, args.concurrency, native
+                    )
+                    wall = time.perf_counter() - wall0
+                    agent_load = (cpu_seconds(proc.pid) - agent0) / wall
+                    per_probe = (time.process_time() - cpu0) / args.probes * 1e6
+                    if native:
+                        ours.append(rate)
+                        ours_cpu.append(per_probe)
+                        all_latencies += latencies
+                    else:
+                        python_rates.append(rate)
+                        python_cpu.append(per_probe)
+                    rows.append(
+                        (
+                            f"ours, {'compiled loop' if native else 'Python engine'} #{round_}",
+                            rate,
+                            per_probe,
+                            agent_load,
+                            f"failed {failed}, retransmissions {stats.retransmissions}, "
+                            f"p50 {percentile(latencies, 0.5):.1f} ms, "
+                            f"p95 {percentile(latencies, 0.95):.1f} ms",
+                        )
+                    )
             agent0, cpu0, wall0 = cpu_seconds(proc.pid), time.process_time(), time.perf_counter()
             baseline = pysnmp_run(port, args.baseline_probes, min(args.concurrency, 100))
             wall = time.perf_counter() - wall0
@@ -395,6 +410,13 @@ def main() -> None:
         f"(= {1e6 / statistics.median(ours_cpu):,.0f} probes/s if the core were ours alone), "
         f"raw loop {statistics.median(raw_cpu):.1f} µs/GET, "
         f"pysnmp {per_baseline:,.0f} µs/probe"
+    )
+    python_ratios = [p / c for p, c in zip(python_rates, ceilings, strict=True)]
+    print(
+        f"Python engine alone: {statistics.median(python_rates):,.0f} probes/s median at "
+        f"{statistics.median(python_cpu):.1f} µs/probe (the compiled loop uses "
+        f"{statistics.median(ours_cpu) / statistics.median(python_cpu):.2f}× its CPU); "
+        f"ratio to the ceiling {', '.join(f'{r:.2f}' for r in python_ratios)}"
     )
     print(f"baseline pysnmp get_cmd: {baseline:,.0f} probes/s; ours is {best_ours / baseline:.0f}×")
     if args.lab_sites:
