@@ -403,6 +403,7 @@ class _V2cRound:
                 self._begin(probe)
         finally:
             self.filling = False
+            self._flush_fast()
 
     def _begin(self, probe: _Probe) -> None:
         target = probe.target
@@ -470,27 +471,42 @@ class _V2cRound:
         loop_ = self._fast_path()
         if loop_ is None:
             return False
+        assert probe.template is not None
+        template = loop_.template(probe.template)
+        if template is None:
+            return False
         if probe.slot < 0:
             if not self.free_slots:
                 return False
             probe.slot = self.free_slots.pop()
             self.slot_probe[probe.slot] = probe
-        assert probe.template is not None
         failed = loop_.start(
             probe.slot,
-            loop_.template(probe.template),
+            template,
             int.from_bytes(socket.inet_aton(probe.addr[0]), "big"),
             probe.addr[1],
         )
         if failed:
-            self._fail(
-                probe,
-                ErrorClass.UNREACHABLE,
-                f"cannot send to {probe.addr[0]}: {os.strerror(failed)}",
-            )
-        elif loop_.pending():  # an ICMP error drained while sending ends some probe
-            self.loop.call_soon(self._fast_poll)
+            self._fail(probe, ErrorClass.INTERNAL, f"cannot start the probe: {os.strerror(failed)}")
         return True
+
+    def _flush_fast(self) -> None:
+        """Send what the compiled loop queued (its datagrams go out many per system call)."""
+        loop_ = self.fast
+        if loop_ is None:
+            return
+        state = loop_.flush()
+        if state & fast.FLUSH_RECORDS:  # a failed send or a drained ICMP error ended a probe
+            self.loop.call_soon(self._fast_poll)
+        self._watch_writable(loop_, bool(state & fast.FLUSH_BLOCKED))
+
+    def _watch_writable(self, loop_: fast.SnmpFastPath, blocked: bool) -> None:
+        if blocked != self.fast_writing:
+            if blocked:
+                self.loop.add_writer(loop_.fd, self._fast_poll)
+            else:
+                self.loop.remove_writer(loop_.fd)
+            self.fast_writing = blocked
 
     def _release_slot(self, probe: _Probe) -> None:
         # The compiled loop's slot is idle by now: it ended the stage with a record, or the
@@ -511,16 +527,10 @@ class _V2cRound:
                     self._fast_record(loop_, record)
                 if len(records) < fast.RECORDS_PER_POLL:
                     break
-            waiting = loop_.backlog()
-            if waiting != self.fast_writing:
-                if waiting:
-                    self.loop.add_writer(loop_.fd, self._fast_poll)
-                else:
-                    self.loop.remove_writer(loop_.fd)
-                self.fast_writing = waiting
         finally:
             if self.pending and self.active < self.concurrency:
                 self._fill()
+            self._flush_fast()
 
     def _fast_record(self, loop_: fast.SnmpFastPath, record: fast.FastRecord) -> None:
         kind = record.kind
@@ -722,6 +732,7 @@ class _V2cRound:
         finally:
             if self.pending and self.active < self.concurrency:
                 self._fill()
+            self._flush_fast()  # stages that a walk's end started in the compiled loop
 
     def _on_datagram(
         self,

@@ -40,8 +40,10 @@
 #define CMSG_ROOM 64
 #define N_VB 5
 #define SOCKET_BUFFER (4 * 1024 * 1024)
+#define SEND_ROOM 1472 /* longer GET messages (very long communities) are left to Python */
 
 enum { IDLE = 0, LIVE = 1, HELD = 2 };
+enum { FLUSH_RECORDS = 1, FLUSH_BLOCKED = 2 }; /* snmp_fast_flush's bits (snmp_fast.py) */
 
 /* Record kinds (K_* in snmp_fast.py). */
 enum {
@@ -98,6 +100,8 @@ typedef struct {
 typedef struct {
     int32_t slot;
     uint16_t gen;
+    uint8_t deferred; /* the socket buffer was full once: a later error only drops it */
+    uint8_t pad;
 } queued_t;
 
 typedef struct {
@@ -109,14 +113,18 @@ typedef struct {
     int ntmpls, cap_tmpls;
     deadline_t *dl; /* ring */
     size_t dl_head, dl_len, dl_cap;
-    queued_t *bl; /* ring: datagrams waiting for room in the socket buffer */
+    queued_t *bl; /* ring, the outbox: attempts to send at the next flush, in order */
     size_t bl_head, bl_len, bl_cap;
+    int blocked; /* the socket buffer was full at the last flush */
     record_t *pend; /* records not yet returned */
     size_t pend_head, pend_len, pend_cap;
     uint8_t *data; /* handed-back datagrams of pending records */
     size_t data_len, data_cap;
     int64_t requests_sent, oversized, icmp_errors, send_errors;
-    uint8_t scratch[MAX_DATAGRAM];
+    uint8_t out[BATCH][SEND_ROOM];
+    struct mmsghdr out_msgs[BATCH];
+    struct iovec out_iov[BATCH];
+    struct sockaddr_in out_to[BATCH];
     uint8_t bufs[BATCH][MAX_DATAGRAM + 1];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
@@ -244,7 +252,8 @@ int snmp_fast_fd(const ctx_t *c) { return c->fd; }
 int snmp_fast_template(ctx_t *c, const uint8_t *msg, int len, int rid_off,
                        const uint8_t *community, int community_len, const uint8_t *oids,
                        const int32_t *oid_lens) {
-    if (len > MAX_DATAGRAM || rid_off < 0 || rid_off + 4 > len) return -1;
+    if (len > SEND_ROOM) return -2;
+    if (rid_off < 0 || rid_off + 4 > len) return -1;
     size_t cap = (size_t)c->cap_tmpls;
     if (grow((void **)&c->tmpls, &cap, sizeof(tmpl_t), (size_t)c->ntmpls + 1)) return -1;
     c->cap_tmpls = (int)cap;
@@ -349,53 +358,98 @@ static void drain_errors(ctx_t *c) {
     }
 }
 
-/* Send the slot's latest attempt; 0, or a positive errno when it could not be sent. */
-static int send_attempt(ctx_t *c, int slot, uint16_t gen) {
-    slot_t *s = &c->slots[slot];
-    const tmpl_t *t = &c->tmpls[s->tmpl];
-    uint32_t rid = RID_BASE + ((uint32_t)slot << 16 | gen);
-    memcpy(c->scratch, t->msg, (size_t)t->len);
-    c->scratch[t->rid_off] = (uint8_t)(rid >> 24);
-    c->scratch[t->rid_off + 1] = (uint8_t)(rid >> 16);
-    c->scratch[t->rid_off + 2] = (uint8_t)(rid >> 8);
-    c->scratch[t->rid_off + 3] = (uint8_t)rid;
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s->port),
-                             .sin_addr.s_addr = htonl(s->ip)};
-    for (int again = 0;; again++) {
-        if (sendto(c->fd, c->scratch, (size_t)t->len, 0, (struct sockaddr *)&to, sizeof(to)) >= 0)
-            return 0;
-        int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) {
-            queued_t q = {slot, gen};
-            if (ring_push((void **)&c->bl, &c->bl_head, &c->bl_len, &c->bl_cap, sizeof(q), &q))
-                return ENOMEM;
-            return 0;
-        }
-        if (e == ECONNREFUSED && !again) {
-            /* A pending ICMP error of another target surfaced here; this one was not sent. */
-            drain_errors(c);
-            continue;
-        }
-        c->send_errors++;
-        return e;
-    }
-}
-
-/* A new attempt of the slot: its send time and deadline, then the datagram. */
+/* A new attempt of the slot: its send time and deadline, and its datagram into the outbox. */
 static int attempt(ctx_t *c, int slot) {
     slot_t *s = &c->slots[slot];
     s->gen++;
     s->sent[(uint16_t)(s->gen - s->gen0)] = now_wall();
     deadline_t d = {now_mono() + c->timeout, slot, s->gen};
-    if (ring_push((void **)&c->dl, &c->dl_head, &c->dl_len, &c->dl_cap, sizeof(d), &d))
+    queued_t q = {slot, s->gen, (uint8_t)c->blocked, 0};
+    if (ring_push((void **)&c->dl, &c->dl_head, &c->dl_len, &c->dl_cap, sizeof(d), &d) ||
+        ring_push((void **)&c->bl, &c->bl_head, &c->bl_len, &c->bl_cap, sizeof(q), &q))
         return ENOMEM;
     c->requests_sent++;
-    return send_attempt(c, slot, s->gen);
+    return 0;
 }
 
-/* Start a stage of `slot` (idle): GETs of template `tmpl` to ip:port (host order). 0 when
-   sent or queued; a positive errno when the first datagram could not be sent (the slot stays
-   idle); -1 for a bad argument. */
+/* The attempt `q` names, ready in out[i]; 0 when it is no longer wanted. */
+static int prepare(ctx_t *c, const queued_t *q, int i) {
+    const slot_t *s = &c->slots[q->slot];
+    if (s->live == IDLE || (uint16_t)(q->gen - s->gen0) > s->tries) return 0;
+    const tmpl_t *t = &c->tmpls[s->tmpl];
+    uint32_t rid = RID_BASE + ((uint32_t)q->slot << 16 | q->gen);
+    memcpy(c->out[i], t->msg, (size_t)t->len);
+    c->out[i][t->rid_off] = (uint8_t)(rid >> 24);
+    c->out[i][t->rid_off + 1] = (uint8_t)(rid >> 16);
+    c->out[i][t->rid_off + 2] = (uint8_t)(rid >> 8);
+    c->out[i][t->rid_off + 3] = (uint8_t)rid;
+    c->out_to[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(s->port),
+                                        .sin_addr.s_addr = htonl(s->ip)};
+    c->out_iov[i] = (struct iovec){c->out[i], (size_t)t->len};
+    c->out_msgs[i].msg_hdr = (struct msghdr){.msg_name = &c->out_to[i],
+                                             .msg_namelen = sizeof(c->out_to[i]),
+                                             .msg_iov = &c->out_iov[i],
+                                             .msg_iovlen = 1};
+    return 1;
+}
+
+static void pop(ctx_t *c, size_t n) {
+    c->bl_head = (c->bl_head + n) % c->bl_cap;
+    c->bl_len -= n;
+}
+
+/* Send the outbox in order, BATCH datagrams a call (one wake-up of a busy peer for many).
+   A datagram that cannot be sent ends its probe with K_SEND_FAILED, as the Python engine's
+   failed send does; once deferred by a full socket buffer, an error only drops it (it will
+   time out and be retried), as the Python engine's backlog does. */
+static void flush(ctx_t *c) {
+    c->blocked = 0;
+    int refused = 0;
+    while (c->bl_len) {
+        size_t at[BATCH]; /* outbox positions of the prepared datagrams */
+        int n = 0;
+        size_t k = 0;
+        for (; k < c->bl_len && n < BATCH; k++)
+            if (prepare(c, &c->bl[(c->bl_head + k) % c->bl_cap], n)) at[n++] = k;
+        if (!n) {
+            pop(c, k); /* attempts no longer wanted */
+            continue;
+        }
+        int sent = sendmmsg(c->fd, c->out_msgs, (unsigned)n, 0);
+        if (sent > 0) {
+            pop(c, sent == n ? k : at[sent]); /* an error at at[sent] shows on the next call */
+            refused = 0;
+            continue;
+        }
+        int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+            pop(c, at[0]);
+            for (size_t j = 0; j < c->bl_len; j++) c->bl[(c->bl_head + j) % c->bl_cap].deferred = 1;
+            c->blocked = 1;
+            return;
+        }
+        if (e == ECONNREFUSED && !refused) {
+            /* A pending ICMP error of another target surfaced here; this was not sent. */
+            refused = 1;
+            drain_errors(c);
+            continue;
+        }
+        refused = 0;
+        c->send_errors++;
+        queued_t q = c->bl[(c->bl_head + at[0]) % c->bl_cap];
+        slot_t *s = &c->slots[q.slot];
+        if (!q.deferred && s->live == LIVE && s->gen == q.gen) {
+            s->live = IDLE;
+            record_t *r = new_record(c, q.slot, K_SEND_FAILED);
+            if (r) r->err = e;
+        }
+        pop(c, at[0] + 1);
+    }
+}
+
+/* Start a stage of `slot` (idle): GETs of template `tmpl` to ip:port (host order), the first
+   attempt into the outbox (snmp_fast_flush sends it). 0, ENOMEM, or -1 for a bad argument. */
 int snmp_fast_start(ctx_t *c, int slot, int tmpl, uint32_t ip, int port) {
     if (slot < 0 || slot >= c->nslots || tmpl < 0 || tmpl >= c->ntmpls || c->slots[slot].live)
         return -1;
@@ -407,9 +461,16 @@ int snmp_fast_start(ctx_t *c, int slot, int tmpl, uint32_t ip, int port) {
     s->gen0 = (uint16_t)(s->gen + 1);
     s->live = LIVE;
     int e = attempt(c, slot);
-    if (!e || !s->live) return 0; /* not live: an ICMP record drained on the way ends it */
-    s->live = IDLE;
+    if (e) s->live = IDLE;
     return e;
+}
+
+/* Send what start() and the retries put in the outbox. Returns FLUSH_RECORDS when records
+   wait (a failed send or a drained ICMP error ended a probe: poll soon), plus FLUSH_BLOCKED
+   when datagrams wait for the socket to be writable (poll then). */
+int snmp_fast_flush(ctx_t *c) {
+    flush(c);
+    return (c->pend_len ? FLUSH_RECORDS : 0) | (c->blocked && c->bl_len ? FLUSH_BLOCKED : 0);
 }
 
 /* Stop waiting for `slot` (the Python engine took its answer). */
@@ -435,8 +496,6 @@ int snmp_fast_lookup(const ctx_t *c, uint32_t rid, double *sent_at) {
 /* Records waiting for the next poll. */
 size_t snmp_fast_pending(const ctx_t *c) { return c->pend_len; }
 
-/* Datagrams waiting for room in the socket buffer (the next poll after it is writable). */
-size_t snmp_fast_backlog(const ctx_t *c) { return c->bl_len; }
 
 void snmp_fast_counters(const ctx_t *c, int64_t *out) {
     out[0] = c->requests_sent;
@@ -645,7 +704,7 @@ static void expire(ctx_t *c, size_t room) {
             s->tries++;
             if (!new_record(c, slot, K_RETRY)) return;
             int e = attempt(c, slot);
-            if (e && s->live) { /* not live: an ICMP record drained on the way ends it */
+            if (e) {
                 s->live = IDLE;
                 record_t *r = new_record(c, slot, K_SEND_FAILED);
                 if (!r) return;
@@ -655,32 +714,6 @@ static void expire(ctx_t *c, size_t room) {
             s->live = IDLE;
             if (!new_record(c, slot, K_TIMEOUT)) return;
         }
-    }
-}
-
-/* Send what waited for room in the socket buffer. */
-static void flush(ctx_t *c) {
-    while (c->bl_len) {
-        queued_t q = c->bl[c->bl_head];
-        slot_t *s = &c->slots[q.slot];
-        if (s->live != IDLE && (uint16_t)(q.gen - s->gen0) <= s->tries) {
-            const tmpl_t *t = &c->tmpls[s->tmpl];
-            uint32_t rid = RID_BASE + ((uint32_t)q.slot << 16 | q.gen);
-            memcpy(c->scratch, t->msg, (size_t)t->len);
-            c->scratch[t->rid_off] = (uint8_t)(rid >> 24);
-            c->scratch[t->rid_off + 1] = (uint8_t)(rid >> 16);
-            c->scratch[t->rid_off + 2] = (uint8_t)(rid >> 8);
-            c->scratch[t->rid_off + 3] = (uint8_t)rid;
-            struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s->port),
-                                     .sin_addr.s_addr = htonl(s->ip)};
-            if (sendto(c->fd, c->scratch, (size_t)t->len, 0, (struct sockaddr *)&to,
-                       sizeof(to)) < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-                c->send_errors++; /* the attempt will time out and be retried */
-            }
-        }
-        c->bl_head = (c->bl_head + 1) % c->bl_cap;
-        c->bl_len--;
     }
 }
 

@@ -31,6 +31,9 @@ KIND_UNREACHABLE: Final = 4
 KIND_SEND_FAILED: Final = 5
 KIND_DATAGRAM: Final = 6
 
+FLUSH_RECORDS: Final = 1  # records wait: poll soon
+FLUSH_BLOCKED: Final = 2  # datagrams wait for the socket to be writable
+
 _RECORD: Final = np.dtype(
     [
         ("slot", "<i4"),
@@ -143,8 +146,8 @@ def _library() -> ctypes.CDLL | None:
     ]
     lib.snmp_fast_pending.restype = ctypes.c_size_t
     lib.snmp_fast_pending.argtypes = [ctypes.c_void_p]
-    lib.snmp_fast_backlog.restype = ctypes.c_size_t
-    lib.snmp_fast_backlog.argtypes = [ctypes.c_void_p]
+    lib.snmp_fast_flush.restype = ctypes.c_int
+    lib.snmp_fast_flush.argtypes = [ctypes.c_void_p]
     lib.snmp_fast_counters.restype = None
     lib.snmp_fast_counters.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.snmp_fast_poll.restype = ctypes.c_int
@@ -188,10 +191,12 @@ class SnmpFastPath:
         self._poll = lib.snmp_fast_poll
         self._cancel = lib.snmp_fast_cancel
         self._unhold = lib.snmp_fast_unhold
+        self._flush = lib.snmp_fast_flush
         self._sent_at = ctypes.c_double()
 
-    def template(self, template: ber.RequestTemplate) -> int:
-        """The C number of ``template`` (a GET of five OIDs), registered on first use."""
+    def template(self, template: ber.RequestTemplate) -> int | None:
+        """The C number of ``template`` (a GET of five OIDs), registered on first use; None
+        for a message too long for the loop's send buffers (a very long community)."""
         number = self._templates.get(id(template))
         if number is None:
             prefix, suffix = template.parts()
@@ -208,6 +213,8 @@ class SnmpFastPath:
                 b"".join(tlvs),
                 lengths,
             )
+            if number == -2:
+                return None
             if number < 0:
                 raise MemoryError("the SNMP fast path could not keep a message template")
             self._templates[id(template)] = number
@@ -215,8 +222,8 @@ class SnmpFastPath:
         return number
 
     def start(self, slot: int, template: int, ip: int, port: int) -> int:
-        """Send the first attempt of a stage of idle ``slot``: 0 when sent or queued (or when
-        a record will end it), else the errno of the failed send (the slot stays idle)."""
+        """Start a stage of idle ``slot``: its first attempt goes out at the next ``flush`` (or
+        poll). 0, or ENOMEM (the slot stays idle)."""
         rc: int = self._start(self._ctx, slot, template, ip, port)
         if rc < 0:
             raise ValueError(f"slot {slot} or template {template} is not valid, or in use")
@@ -238,13 +245,15 @@ class SnmpFastPath:
         slot: int = self._lib.snmp_fast_lookup(self._ctx, rid, ctypes.byref(self._sent_at))
         return (slot, self._sent_at.value) if slot >= 0 else (-1, 0.0)
 
+    def flush(self) -> int:
+        """Send the attempts started or retried since the last flush, many per system call;
+        FLUSH_RECORDS and FLUSH_BLOCKED say what then waits."""
+        state: int = self._flush(self._ctx)
+        return state
+
     def pending(self) -> bool:
         """True when records wait for the next poll."""
         return bool(self._lib.snmp_fast_pending(self._ctx))
-
-    def backlog(self) -> bool:
-        """True when datagrams wait for room in the socket buffer."""
-        return bool(self._lib.snmp_fast_backlog(self._ctx))
 
     def poll(self) -> list[FastRecord]:
         """Read answers, handle deadlines, send what was queued; up to RECORDS_PER_POLL
