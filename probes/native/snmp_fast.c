@@ -304,9 +304,16 @@ static uint32_t peek_rid(const uint8_t *d, size_t end) {
         if ((field == 1 && tag != 0x02) || (field == 2 && tag != 0x04)) return 0;
         pos += len; /* version, community */
     }
-    if (pos + 6 > end || d[pos] != 0x02 || d[pos + 1] != 4) return 0;
-    return (uint32_t)d[pos + 2] << 24 | (uint32_t)d[pos + 3] << 16 | (uint32_t)d[pos + 4] << 8 |
-           d[pos + 5];
+    /* An INTEGER of 1-9 octets, as probes.ber reads it; ours are 4, but an agent may pad. */
+    if (pos + 2 > end || d[pos] != 0x02) return 0;
+    size_t len = d[pos + 1];
+    if (len == 0 || len > 9 || pos + 2 + len > end || (d[pos + 2] & 0x80)) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v >> 32) return 0;
+        v = v << 8 | d[pos + 2 + i];
+    }
+    return v >> 32 ? 0 : (uint32_t)v;
 }
 
 /* The slot an id belongs to when it is an attempt of that slot's current stage, else -1. */
