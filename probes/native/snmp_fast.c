@@ -500,8 +500,6 @@ int snmp_fast_lookup(const ctx_t *c, uint32_t rid, double *sent_at) {
     return slot;
 }
 
-/* Records waiting for the next poll. */
-size_t snmp_fast_pending(const ctx_t *c) { return c->pend_len; }
 
 
 void snmp_fast_counters(const ctx_t *c, int64_t *out) {

@@ -144,8 +144,6 @@ def _library() -> ctypes.CDLL | None:
         ctypes.c_uint32,
         ctypes.POINTER(ctypes.c_double),
     ]
-    lib.snmp_fast_pending.restype = ctypes.c_size_t
-    lib.snmp_fast_pending.argtypes = [ctypes.c_void_p]
     lib.snmp_fast_flush.restype = ctypes.c_int
     lib.snmp_fast_flush.argtypes = [ctypes.c_void_p]
     lib.snmp_fast_counters.restype = None
@@ -250,10 +248,6 @@ class SnmpFastPath:
         FLUSH_RECORDS and FLUSH_BLOCKED say what then waits."""
         state: int = self._flush(self._ctx)
         return state
-
-    def pending(self) -> bool:
-        """True when records wait for the next poll."""
-        return bool(self._lib.snmp_fast_pending(self._ctx))
 
     def poll(self) -> list[FastRecord]:
         """Read answers, handle deadlines, send what was queued; up to RECORDS_PER_POLL
