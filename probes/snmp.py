@@ -529,8 +529,9 @@ class _V2cRound:
                     break
         finally:
             if self.pending and self.active < self.concurrency:
-                self._fill()
-            self._flush_fast()
+                self._fill()  # which flushes
+            else:
+                self._flush_fast()
 
     def _fast_record(self, loop_: fast.SnmpFastPath, record: fast.FastRecord) -> None:
         kind = record.kind
@@ -573,12 +574,8 @@ class _V2cRound:
             self._fail(probe, ErrorClass.REFUSED, _refused_detail(probe.addr))
         elif kind == fast.KIND_UNREACHABLE:
             self._fail(probe, ErrorClass.UNREACHABLE, _unreachable_detail(probe.addr, record.err))
-        else:  # KIND_SEND_FAILED: a retry could not be sent
-            self._fail(
-                probe,
-                ErrorClass.UNREACHABLE,
-                f"cannot send to {probe.addr[0]}: {os.strerror(record.err)}",
-            )
+        else:  # KIND_SEND_FAILED
+            self._fail(probe, ErrorClass.UNREACHABLE, _send_failed_detail(probe.addr, record.err))
 
     def _message(self, probe: _Probe, rid: int) -> bytes:
         if probe.template is not None:
@@ -628,9 +625,7 @@ class _V2cRound:
             except OSError as again:
                 exc = again
         self.stats.send_errors += 1
-        self._fail(
-            probe, ErrorClass.UNREACHABLE, f"cannot send to {probe.addr[0]}: {exc.strerror or exc}"
-        )
+        self._fail(probe, ErrorClass.UNREACHABLE, _send_failed_detail(probe.addr, exc.errno))
 
     def _queue(self, data: bytes, addr: tuple[str, int], family: int) -> None:
         self.backlog.append((data, addr, family))
@@ -731,8 +726,9 @@ class _V2cRound:
                 self._on_datagram(data, addr, arrival or wall, None)
         finally:
             if self.pending and self.active < self.concurrency:
-                self._fill()
-            self._flush_fast()  # stages that a walk's end started in the compiled loop
+                self._fill()  # which flushes
+            else:
+                self._flush_fast()  # stages that a walk's end started in the compiled loop
 
     def _on_datagram(
         self,
@@ -1018,6 +1014,11 @@ def _fast_value(tag: int, value: int) -> tuple[int, ber.Value]:
     if value < 0 and tag != ber.INTEGER:
         value += 1 << 64  # an unsigned type's 64-bit pattern
     return tag, value
+
+
+def _send_failed_detail(addr: tuple[str, int], code: int | None) -> str:
+    reason = os.strerror(code) if code else "send failed"
+    return f"cannot send to {addr[0]}: {reason}"
 
 
 def _refused_detail(addr: tuple[str, int]) -> str:
